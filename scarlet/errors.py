@@ -1,0 +1,27 @@
+"""The one exception type users see, and the CLI wrapper that turns it into a one-line error."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+
+class ScarletError(Exception):
+    """Bad input or an unusable file: the message says what is wrong and where."""
+
+
+def cli_main(fn):
+    """Run a CLI entry point: ScarletError (and argparse's errors) print one line and exit 2, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(argv=None):
+        try:
+            return fn(argv)
+        except ScarletError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        except KeyboardInterrupt:
+            print("interrupted: the last checkpoint written is intact", file=sys.stderr)
+            raise SystemExit(130) from None
+
+    return wrapper
