@@ -1,0 +1,1 @@
+"""Reproducible measurements that print JSON (results are stored under benchmarks/results/)."""

@@ -1,0 +1,104 @@
+"""Which implementation runs an op: the compiled extension, Triton, or the PyTorch reference.
+
+Order when nothing is asked for: the CUDA extension when it loaded and the tensors are on a GPU, then Triton when
+the tensors are on a GPU or ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, used by the tests), then PyTorch.
+``backend=`` on a call, or the environment variable ``SCARLET_KERNELS``, names one; naming one that cannot run
+the given tensors raises :class:`BackendUnavailableError` instead of silently falling back.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import logging
+import os
+import types
+import warnings
+
+import torch
+
+BACKENDS = ("torch", "triton", "cuda")
+ENV_VAR = "SCARLET_KERNELS"
+
+log = logging.getLogger("scarlet_kernels")
+
+
+class BackendUnavailableError(RuntimeError):
+    """A backend was asked for by name but cannot run here (not built, not installed, or wrong device)."""
+
+
+def _load_extension() -> tuple[bool, str]:
+    try:
+        importlib.import_module("scarlet_kernels._C")
+    except ImportError as e:
+        return False, str(e)
+    return True, ""
+
+
+CUDA_EXTENSION_LOADED, CUDA_EXTENSION_ERROR = _load_extension()
+if not CUDA_EXTENSION_LOADED:
+    message = (f"scarlet_kernels: the compiled CUDA kernels are unavailable ({CUDA_EXTENSION_ERROR}); "
+               "using Triton or PyTorch instead")
+    if torch.cuda.is_available():
+        warnings.warn(message, stacklevel=2)
+    else:
+        log.info(message)
+
+
+@functools.cache
+def triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def triton_interpreting() -> bool:
+    """Triton reads this variable when a kernel module is imported; set it before the first Triton call."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _reason_unavailable(name: str, on_cuda: bool) -> str | None:
+    if name == "cuda":
+        if not CUDA_EXTENSION_LOADED:
+            return f"the extension scarlet_kernels._C did not load ({CUDA_EXTENSION_ERROR})"
+        if not on_cuda:
+            return "the tensors are not on a CUDA device"
+    elif name == "triton":
+        if not triton_installed():
+            return "triton is not installed"
+        if not (on_cuda or triton_interpreting()):
+            return "the tensors are on the CPU and TRITON_INTERPRET=1 is not set"
+    return None
+
+
+def select(requested: str | None, *tensors: torch.Tensor | None) -> str:
+    """The backend that runs an op on ``tensors``: ``requested``, else $SCARLET_KERNELS, else the best available."""
+    name = requested if requested is not None else (os.environ.get(ENV_VAR) or None)
+    on_cuda = any(t is not None and t.is_cuda for t in tensors)
+    if name is None:
+        for candidate in ("cuda", "triton"):
+            if _reason_unavailable(candidate, on_cuda) is None:
+                return candidate
+        return "torch"
+    if name not in BACKENDS:
+        origin = "backend" if requested is not None else f"${ENV_VAR}"
+        raise ValueError(f"{origin} must be one of {', '.join(BACKENDS)}, got {name!r}")
+    reason = _reason_unavailable(name, on_cuda)
+    if reason is not None:
+        raise BackendUnavailableError(f"backend {name!r} cannot run here: {reason}")
+    return name
+
+
+def kernels(name: str) -> types.ModuleType:
+    """The module holding the fast kernels of backend ``name`` ('triton' or 'cuda'), imported on first use."""
+    if name == "triton":
+        return importlib.import_module("scarlet_kernels.triton_kernels")
+    if name == "cuda":
+        return importlib.import_module("scarlet_kernels.cuda_kernels")
+    raise ValueError(f"backend {name!r} has no kernel module")
+
+
+def available() -> dict[str, bool]:
+    """Which backends could run CUDA tensors on this machine (the PyTorch reference always can)."""
+    gpu = torch.cuda.is_available()
+    return {"torch": True, "triton": triton_installed() and (gpu or triton_interpreting()),
+            "cuda": CUDA_EXTENSION_LOADED and gpu}
