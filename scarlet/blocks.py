@@ -7,6 +7,8 @@ The forward of each block is flat over named submodules so that folding and expo
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -110,10 +112,17 @@ def build_choice(choice: Choice, in_channels: int, out_channels: int, stride: in
 
 
 def init_weights(module: nn.Module) -> None:
-    """MobileNet initialisation: Kaiming (fan-out) convolutions, unit BN, small classifier."""
+    """MnasNet/EfficientNet initialisation: He-normal on fan-out per group, unit BN, small classifier.
+
+    The fan-out of a grouped conv counts one group (k*k*out/groups), as in the authors' TensorFlow code; PyTorch's
+    ``kaiming_normal_`` counts all output channels, which leaves depthwise weights ~sqrt(channels) times smaller.
+    Followed by BN, such tiny weights get huge effective learning rates, and the summed gradients of a fair step
+    made supernet training diverge.
+    """
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):

@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--epochs", type=int, help="epochs; also sets the length of the learning-rate schedule [3]")
     a("--max-steps", type=int, help="stop after this many steps in total (the schedule keeps --epochs)")
     a("--batch-size", type=int, help="images per step [64]")
-    a("--lr", type=float, help="peak learning rate [0.045 supernet, 0.256*batch/4096 standalone]")
+    a("--lr", type=float, help="peak learning rate [0.045*batch/256 supernet, 0.256*batch/4096 standalone]")
     a("--momentum", type=float, help="optimizer momentum [0.9]")
     a("--weight-decay", type=float, help="[4e-5 supernet, 1e-5 standalone]")
     a("--width", type=float, help="width multiplier [0.25]")
@@ -242,7 +242,8 @@ def _resolve_config(args, parser) -> dict:
     if cfg["resolution"] is None:
         cfg["resolution"] = 224 if cfg["dataset"].startswith("imagefolder") else 32
     if cfg["lr"] is None:
-        cfg["lr"] = 0.256 * cfg["batch_size"] / 4096 if standalone else 0.045
+        # The papers' learning rates, scaled linearly from their batch sizes (4096 standalone, 256 supernet).
+        cfg["lr"] = 0.256 * cfg["batch_size"] / 4096 if standalone else 0.045 * cfg["batch_size"] / 256
     if cfg["weight_decay"] is None:
         cfg["weight_decay"] = 1e-5 if standalone else 4e-5
     if cfg["dropout"] is None:
