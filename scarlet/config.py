@@ -55,3 +55,18 @@ def resolve(args: argparse.Namespace, defaults: dict, parser: argparse.ArgumentP
                                    f"{', '.join(map(str, action.choices))}")
             merged[key] = value
     return merged
+
+
+def resolve_device(spec: str):
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; an unusable device is a ScarletError."""
+    import torch
+
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise ScarletError(f"unknown device {spec!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ScarletError(f"device {spec} requested but CUDA is not available")
+    return dev

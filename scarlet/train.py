@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from scarlet.arch import NAMED_ARCHS, parse_arch
 from scarlet.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, save_checkpoint
-from scarlet.config import resolve
+from scarlet.config import resolve, resolve_device
 from scarlet.cost import CostModel
 from scarlet.data import BatchStream, batches, load_dataset
 from scarlet.errors import ScarletError, cli_main
@@ -83,18 +83,6 @@ def _positive(cfg: dict, *keys):
         v = cfg.get(k)
         if v is not None and not v > 0:
             raise ScarletError(f"--{k.replace('_', '-')} must be positive, got {v}")
-
-
-def _device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(spec)
-    except RuntimeError:
-        raise ScarletError(f"unknown device {spec!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ScarletError(f"device {spec} requested but CUDA is not available")
-    return dev
 
 
 def learning_rate(cfg: dict, step: int, steps_per_epoch: int) -> float:
@@ -288,7 +276,7 @@ def main(argv=None):
         if ckpt_path.exists():
             raise ScarletError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         state = None
-    device = _device(cfg["device"])
+    device = resolve_device(cfg["device"])
     run = Run(cfg, device)
     if state is not None:
         if state["kind"] != run.kind or state["config"] != run.model_config.to_dict():

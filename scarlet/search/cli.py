@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from scarlet.config import resolve_device
 from scarlet.errors import ScarletError, cli_main
 from scarlet.search.algorithm import SearchConfig
 
@@ -126,18 +127,6 @@ def _floats(text) -> list[float]:
         return [float(t) for t in parts]
     except ValueError:
         raise ScarletError(f"--weights {text!r}: expected numbers separated by commas") from None
-
-
-def _device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(spec)
-    except RuntimeError:
-        raise ScarletError(f"unknown device {spec!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ScarletError(f"device {spec} requested but CUDA is not available")
-    return dev
 
 
 def _settings(args, parser) -> tuple[dict, dict | None]:
@@ -254,7 +243,7 @@ def main(argv=None):
     _check(cfg)
     objectives = _objectives(cfg)
     search_config = _search_config(cfg, objectives)
-    device = _device(cfg["device"])
+    device = resolve_device(cfg["device"])
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
 
