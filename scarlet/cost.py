@@ -14,12 +14,11 @@ CLI: ``python -m scarlet.cost ARCH [--space S] [--resolution R] [--classes N] [-
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from scarlet.arch import Arch, parse_arch
-from scarlet.errors import ScarletError, cli_main
+from scarlet.errors import ArgumentParser, cli_main
 from scarlet.space import get_space, scale_channels
 from scarlet.supernet import SupernetConfig, conv_out, layer_shapes
 
@@ -99,7 +98,7 @@ class CostModel:
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="python -m scarlet.cost", description="MAdds and parameters of an architecture "
+    p = ArgumentParser(prog="python -m scarlet.cost", description="MAdds and parameters of an architecture "
                                 "(deployed network, ELS folded away).")
     p.add_argument("arch", help="encoding '1,3,...', readable tokens or a name such as scarlet-a")
     p.add_argument("--space", default=None, help="search space (default: the named architecture's, else scarlet-s2)")

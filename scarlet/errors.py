@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 
@@ -25,3 +26,10 @@ def cli_main(fn):
             raise SystemExit(130) from None
 
     return wrapper
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors (unknown flag, bad value) are one line and exit code 2, like every other bad input."""
+
+    def error(self, message):
+        raise ScarletError(message)

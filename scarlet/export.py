@@ -21,7 +21,6 @@ DIR receives ``model.pt`` (state_dict), ``arch.json`` (architecture, config, var
 
 from __future__ import annotations
 
-import argparse
 import copy
 import importlib.util
 import json
@@ -35,7 +34,7 @@ from torch import nn
 from scarlet.arch import Arch
 from scarlet.checkpoint import atomic_write_bytes, atomic_write_text
 from scarlet.cost import CostModel
-from scarlet.errors import ScarletError, cli_main
+from scarlet.errors import ArgumentParser, ScarletError, cli_main
 from scarlet.fold import TOLERANCE, ExportedNet, check_fold, fold_path, output_error, random_inputs
 from scarlet.standalone import StandaloneNet, Subsample
 from scarlet.supernet import Supernet, SupernetConfig
@@ -240,7 +239,7 @@ def load_exported(directory) -> nn.Module:
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="python -m scarlet.export", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m scarlet.export", description=__doc__.split("\n\n")[0])
     p.add_argument("--supernet", required=True, help="run directory or checkpoint file of a trained supernet")
     p.add_argument("--arch", required=True, help="encoding '1,3,...', readable tokens or a name such as scarlet-a")
     p.add_argument("--out", required=True, help="output directory")

@@ -27,7 +27,7 @@ from scarlet.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoi
 from scarlet.config import resolve, resolve_device
 from scarlet.cost import CostModel
 from scarlet.data import BatchStream, batches, load_dataset
-from scarlet.errors import ScarletError, cli_main
+from scarlet.errors import ArgumentParser, ScarletError, cli_main
 from scarlet.samplers import SAMPLERS, make_sampler
 from scarlet.space import SKIP_KINDS, SPACES
 from scarlet.supernet import Supernet, SupernetConfig
@@ -45,7 +45,7 @@ RESUMABLE = {"epochs", "max_steps", "checkpoint_every", "log_every", "device", "
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m scarlet.train", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="python -m scarlet.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a = p.add_argument
     a("--config", help="YAML or JSON file of option defaults (keys as the flags, - or _)")

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from scarlet.config import resolve_device
-from scarlet.errors import ScarletError, cli_main
+from scarlet.errors import ArgumentParser, ScarletError, cli_main
 from scarlet.search.algorithm import SearchConfig
 
 STATE_NAME = "search_state.json"
@@ -49,11 +49,6 @@ SEARCH_KEYS = ("population", "generations", "seed", "k", "budget", "max_draws", 
                "p_roulette", "p_policy", "p_single", "p_multi", "multi_max", "policy_lr")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, like every other bad input
-        raise ScarletError(message)
-
-
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
 
 
@@ -75,7 +70,7 @@ amount.__name__ = "amount (e.g. 500M)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m scarlet.search", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m scarlet.search", description=__doc__.split("\n\n")[0])
     a = p.add_argument
     a("--config", help="YAML or JSON file of option defaults (keys as the flags, - or _), or the name of a "
                        "shipped one: paper (SCARLET's settings)")
