@@ -34,7 +34,7 @@ from scarlet.supernet import Supernet, SupernetConfig
 
 DEFAULTS = {
     "space": "scarlet-s2", "skip": "els", "sampler": "fair", "executor": "auto", "arch": None,
-    "epochs": 3, "max_steps": None, "batch_size": 64, "lr": None, "momentum": 0.9, "weight_decay": None,
+    "epochs": 5, "max_steps": None, "batch_size": 64, "lr": None, "momentum": 0.9, "weight_decay": None,
     "width": 0.25, "resolution": None, "stem_stride": 2, "dropout": None,
     "dataset": "digits", "out": "runs/supernet", "seed": 0, "device": "auto", "amp": "none",
     "checkpoint_every": None, "log_every": 10, "eval_archs": 8, "recalib_batches": 4,
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--sampler", choices=list(SAMPLERS), help="fair (FairNAS strict fairness), uniform (SPOS), ef [fair]")
     a("--executor", choices=("auto", "sequential", "batched"), help="how the paths of a step run [auto]")
     a("--arch", help="train this fixed architecture from scratch instead of a supernet")
-    a("--epochs", type=int, help="epochs; also sets the length of the learning-rate schedule [3]")
+    a("--epochs", type=int, help="epochs; also sets the length of the learning-rate schedule [5]")
     a("--max-steps", type=int, help="stop after this many steps in total (the schedule keeps --epochs)")
     a("--batch-size", type=int, help="images per step [64]")
     a("--lr", type=float, help="peak learning rate [0.045*batch/256 supernet, 0.256*batch/4096 standalone]")
