@@ -163,10 +163,6 @@ def _make_step(run: Run, executor: str, autocast_dtype):
             optimizer.step()
             return loss.detach().float().reshape(1)
         return step
-    if executor == "sequential":
-        from scarlet.fair_step import sequential_step
-
-        return lambda images, labels, perms: sequential_step(model, images, labels, perms, optimizer, autocast_dtype)
     from scarlet.executor import make_step
 
     return make_step(executor, model, optimizer, autocast_dtype=autocast_dtype)

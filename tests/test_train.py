@@ -143,3 +143,18 @@ def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
     one_line_error(proc, "corrupt")
     assert "pwned" not in proc.stdout
     one_line_error(run_cli("--resume", "--out", str(tmp_path / "nothing")), "no checkpoint")
+
+
+def test_batched_and_sequential_executors_end_with_matching_weights(tmp_path):
+    """The user-facing check of the batched executor: same seed, a few steps, weights equal to relative 1e-4."""
+    common = ["--space", "scarlet-s1", "--max-steps", "3", "--width", "0.125", "--resolution", "16",
+              "--stem-stride", "1", "--batch-size", "8", "--eval-archs", "0", "--recalib-batches", "0",
+              "--no-progress"]
+    for executor in ("sequential", "batched"):
+        main([*common, "--executor", executor, "--out", str(tmp_path / executor)])
+    a, b = weights(tmp_path / "sequential"), weights(tmp_path / "batched")
+    floats = [k for k in a if a[k].is_floating_point()]
+    diff = torch.sqrt(sum(((a[k] - b[k]) ** 2).sum() for k in floats))
+    norm = torch.sqrt(sum((a[k] ** 2).sum() for k in floats))
+    assert diff / norm < 1e-4
+    assert json.loads((tmp_path / "batched" / "summary.json").read_text())["executor"] == "batched"
