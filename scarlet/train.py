@@ -29,7 +29,7 @@ from scarlet.cost import CostModel
 from scarlet.data import BatchStream, batches, load_dataset
 from scarlet.errors import ArgumentParser, ScarletError, cli_main
 from scarlet.samplers import SAMPLERS, make_sampler
-from scarlet.space import SKIP_KINDS, SPACES
+from scarlet.space import SKIP_KINDS, SPACES, get_space
 from scarlet.supernet import Supernet, SupernetConfig
 
 DEFAULTS = {
@@ -122,11 +122,8 @@ class Run:
         self.model.to(device)
         self.stream = BatchStream(self.data.train, cfg["batch_size"], cfg["seed"])
         self.step = 0
-        space = self.model_config.space
-        from scarlet.space import get_space
-
-        s = get_space(space)
-        self.choice_counts = torch.zeros(s.num_layers, s.num_choices, dtype=torch.int64)
+        space = get_space(self.model_config.space)
+        self.choice_counts = torch.zeros(space.num_layers, space.num_choices, dtype=torch.int64)
         self.last_loss = float("nan")
 
     def state(self) -> dict:
@@ -183,7 +180,7 @@ def _trim_metrics(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
-def _evaluate(run: Run, out: Path) -> list[dict]:
+def _evaluate(run: Run) -> list[dict]:
     """BN-recalibrated accuracy of random subnets and of the published architectures that fit the space."""
     from scarlet.evaluate import evaluate_one_by_one
 
@@ -221,6 +218,7 @@ def _print_table(rows: list[dict]) -> None:
 def _resolve_config(args, parser) -> dict:
     cfg = resolve(args, DEFAULTS, parser)
     if cfg["arch"] is not None and args.space is None and "space" not in _file_keys(args):
+        # A named architecture brings its own space unless one is given.
         cfg["space"] = NAMED_ARCHS.get(cfg["arch"].strip().lower(), (cfg["space"],))[0]
     standalone = cfg["arch"] is not None
     if cfg["resolution"] is None:
@@ -340,15 +338,14 @@ def train(run: Run, out: Path, metrics_path: Path, progress: bool = True) -> Non
     summary = {"kind": run.kind, "space": cfg["space"], "steps": run.step, "epochs": run.step / spe,
                "final_train_loss": run.last_loss, "choice_counts": run.choice_counts.tolist(),
                "config": run.model_config.to_dict(), "executor": executor}
-    cost = CostModel(run.model_config)
     if run.kind == "supernet":
-        rows = _evaluate(run, out)
+        rows = _evaluate(run)
         summary["evaluated"] = rows
         _print_table(rows)
     else:
         summary["val_acc"] = _standalone_accuracy(run)
         summary["arch"] = run.arch.encoding()
-        summary["madds"], summary["params"] = cost.cost(run.arch)
+        summary["madds"], summary["params"] = CostModel(run.model_config).cost(run.arch)
         print(f"{run.arch.encoding()}: top-1 {summary['val_acc']:.3f}, {summary['madds'] / 1e6:.2f}M MAdds, "
               f"{summary['params'] / 1e6:.3f}M params")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
