@@ -22,6 +22,7 @@ import numpy as np
 
 from scarlet.errors import ScarletError
 from scarlet.search.archive import Archive
+from scarlet.search.operators import HierarchicalMutation
 from scarlet.search.problem import Genome, Problem
 
 STATE_FORMAT = "scarlet-search-state"
@@ -40,12 +41,12 @@ class SearchConfig:
     max_draws: int | None = None  # draws allowed to fill one population (default: 100 x population)
     # NSGA-II variation
     mutation_ratio: float = 0.8
-    p_random: float = 0.2
-    p_roulette: float = 0.65
-    p_policy: float = 0.15
-    p_single: float = 0.7
-    p_multi: float = 0.3
-    multi_max: int = 4
+    p_random: float = HierarchicalMutation.p_random
+    p_roulette: float = HierarchicalMutation.p_roulette
+    p_policy: float = HierarchicalMutation.p_policy
+    p_single: float = HierarchicalMutation.p_single
+    p_multi: float = HierarchicalMutation.p_multi
+    multi_max: int = HierarchicalMutation.multi_max
     policy_lr: float = 0.1
     # random search: evaluations allowed (default: (generations + 1) x population, what NSGA-II evaluates)
     budget: int | None = None

@@ -35,8 +35,9 @@ DEFAULTS = {
     "supernet": None, "out": "runs/search", "strategy": "nsga2",
     "objectives": "acc:max,madds:min,params:max", "weights": "0.4,0.4,0.2", "madds_max": None, "acc_min": None,
     "population": 16, "generations": 8, "seed": 0, "k": 5, "budget": None, "max_draws": None,
-    "mutation_ratio": 0.8, "p_random": 0.2, "p_roulette": 0.65, "p_policy": 0.15, "p_single": 0.7,
-    "p_multi": 0.3, "multi_max": 4, "policy_lr": 0.1,
+    **{k: SearchConfig.__dataclass_fields__[k].default  # Table 7, defined once in the operators
+       for k in ("mutation_ratio", "p_random", "p_roulette", "p_policy", "p_single", "p_multi", "multi_max",
+                 "policy_lr")},
     "cost_model": "supernet", "space": None, "dataset": None, "recalib_batches": None, "calib_batch_size": None,
     "val_batches": None, "val_batch_size": 256, "evaluator": "auto", "eval_chunk": None, "device": "auto",
     "threads": None,
