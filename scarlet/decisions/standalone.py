@@ -1,0 +1,76 @@
+"""Standalone network of any architecture of a decision space: plain ``nn.Conv2d`` / ``nn.BatchNorm2d`` / ``nn.Linear``.
+
+The modules only hold the tensors; their forward is ``scarlet.decisions.ops.layer_forward`` (the computation the
+supernet runs too). Identity layers (zeroed TuNAS layers, FBNet skips where shapes agree) are left out.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from scarlet.decisions import ops
+from scarlet.decisions.concrete import ConcreteLayer, resolve
+from scarlet.decisions.space import Space, get_space
+
+
+def _conv(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1, bias: bool = False):
+    return nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=bias)
+
+
+def _bn(c: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, eps=ops.BN_EPS, momentum=ops.BN_MOMENTUM)
+
+
+class Attention(nn.Module):
+    """Weights of SE (r = 1) or split-attention (r splits): 1x1 reduce with bias, 1x1 expand to r per channel."""
+
+    def __init__(self, hidden: int, reduced: int, splits: int):
+        super().__init__()
+        self.reduce = _conv(hidden, reduced, bias=True)
+        self.expand = _conv(reduced, hidden * splits, bias=True)
+
+
+class DecisionLayer(nn.Module):
+    """The weights of one concrete layer, named as ``ops.layer_forward`` reads them."""
+
+    def __init__(self, layer: ConcreteLayer):
+        super().__init__()
+        self.layer = layer
+        c_in, c_out, k, s = layer.c_in, layer.c_out, layer.kernel, layer.stride
+        if layer.kind in ("conv", "project"):
+            self.conv, self.bn = _conv(c_in, c_out, k, s), _bn(c_out)
+        elif layer.kind == "conv_bias":
+            self.conv = _conv(c_in, c_out, bias=True)
+        elif layer.kind == "sepconv":
+            self.dw, self.bn1 = _conv(c_in, c_in, k, s, groups=c_in), _bn(c_in)
+            self.pw, self.bn2 = _conv(c_in, c_out), _bn(c_out)
+        elif layer.kind == "ib":
+            h, r = layer.hidden, max(layer.attention, 1)
+            self.expand, self.bn1 = _conv(c_in, h), _bn(h)
+            self.dw, self.bn2 = _conv(h, h * r, k, s, groups=h), _bn(h * r)
+            if layer.attention:
+                self.att = Attention(h, layer.reduced, r)
+            self.project, self.bn3 = _conv(h, c_out), _bn(c_out)
+        else:
+            raise ValueError(f"no module for a {layer.kind} layer")
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {**dict(self.named_parameters()), **dict(self.named_buffers())}
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.layer_forward(self.layer, x, self.tensors(), self.training)
+
+
+class DecisionStandaloneNet(nn.Module):
+    """The deployed network of ``arch`` in ``space`` with ``num_classes`` outputs (TuNAS trains with 1001)."""
+
+    def __init__(self, space: str | Space, arch, num_classes: int = 1000, resolution: int = 224):
+        super().__init__()
+        self.space = get_space(space)
+        self.concrete = [c for c in resolve(self.space, arch, resolution) if c.kind != "identity"]
+        self.layers = nn.ModuleList(DecisionLayer(c) for c in self.concrete)
+        self.classifier = nn.Linear(self.concrete[-1].c_out, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.network_forward(self.concrete, x, lambda i: self.layers[i].tensors(),
+                                   (self.classifier.weight, self.classifier.bias), self.training)

@@ -1,0 +1,202 @@
+"""Masked weight-sharing supernet for the decision spaces (TuNAS section 4.1, sheet A2).
+
+Each layer holds its weights once, at the widest width any architecture can give it, and a path uses slices:
+
+- the 1x1 expansion and projection convs (and the stem/head convs, the sepconv's pointwise conv, BN scale, shift
+  and running statistics) are shared by every expansion, kernel and width choice; a path keeps the **first** k
+  channels, which is TuNAS's channel masking (``kernel * (in_mask x out_mask)``, first-k masks) without computing
+  the masked-out channels; BN statistics are per channel, so BN on the sliced channels equals TuNAS's masked BN;
+- expanded widths are relative to the **sampled** input width (``concrete.resolve``);
+- depthwise kernels are separate per kernel size, as in TuNAS (``depthwise="separate"``), or centre-cropped from
+  one kernel of the largest size (``depthwise="centre-crop"``, the documented alternative);
+- squeeze-and-excitation is a switch: its weights are used only when the path turns it on; FP-NAS's split-attention
+  choices {2, 4} use a second, separate set of MBConv weights (FP-NAS section 4: "we do not share the model
+  weights of MBConv block between choices of no. of splits", so the supernet weights double), in which 2 splits
+  use the first two of the four splits' depthwise kernels and attention logits;
+- a zeroed TuNAS layer makes its residual layer the identity; an FBNet kernel-0 layer is the identity or a 1x1
+  projection (its own widest weights, sliced);
+- the block-level filters decision gives every layer of a block the same output width.
+
+``forward(x, arch)`` runs one path; ``standalone_state_dict(arch)`` gives the sliced weights under the standalone
+network's names, and ``build_standalone(arch)`` the standalone network with them copied in. Both run
+``ops.layer_forward``, so a path equals its standalone network (tested in float64).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from scarlet.blocks import init_weights
+from scarlet.decisions import ops
+from scarlet.decisions.concrete import ConcreteLayer, make_divisible, resolve
+from scarlet.decisions.space import LayerSpec, Space, get_space, scale_filters
+from scarlet.decisions.standalone import Attention, DecisionStandaloneNet, _bn, _conv
+
+DEPTHWISE_MODES = ("separate", "centre-crop")
+
+
+def _bn_slice(bn: nn.BatchNorm2d, prefix: str, n: int) -> dict[str, Tensor]:
+    return {f"{prefix}.weight": bn.weight[:n], f"{prefix}.bias": bn.bias[:n],
+            f"{prefix}.running_mean": bn.running_mean[:n], f"{prefix}.running_var": bn.running_var[:n]}
+
+
+class _Kernels(nn.Module):
+    """Depthwise weights for several kernel sizes: one conv each, or one of the largest size centre-cropped."""
+
+    def __init__(self, channels: int, multiplier: int, kernels, mode: str):
+        super().__init__()
+        self.mode = mode
+        kept = [max(kernels)] if mode == "centre-crop" else sorted(kernels)
+        self.convs = nn.ModuleDict({str(k): _conv(channels, channels * multiplier, k, groups=channels) for k in kept})
+
+    def weight(self, kernel: int) -> Tensor:
+        if self.mode == "separate":
+            return self.convs[str(kernel)].weight
+        (key, conv), = self.convs.items()
+        o = (int(key) - kernel) // 2
+        return conv.weight[:, :, o:o + kernel, o:o + kernel]
+
+
+class _InvertedBottleneckWeights(nn.Module):
+    """Widest weights of one inverted bottleneck; ``splits`` > 1 lays depthwise outputs out as (channel, split)."""
+
+    def __init__(self, c_in: int, hidden: int, c_out: int, kernels, reduced: int, splits: int, mode: str):
+        super().__init__()
+        self.hidden, self.splits = hidden, splits
+        self.expand, self.bn1 = _conv(c_in, hidden), _bn(hidden)
+        self.dw, self.bn2 = _Kernels(hidden, splits, kernels, mode), _bn(hidden * splits)
+        self.att = Attention(hidden, reduced, splits) if reduced else None
+        self.project, self.bn3 = _conv(hidden, c_out), _bn(c_out)
+
+    def _split(self, t: Tensor, h: int, r: int) -> Tensor:
+        """Channels (g, m) with g < h, m < r of a tensor whose first dim is laid out (hidden, splits)."""
+        return t.unflatten(0, (self.hidden, self.splits))[:h, :r].flatten(0, 1)
+
+    def weights(self, c: ConcreteLayer) -> dict[str, Tensor]:
+        h, r = c.hidden, max(c.attention, 1)
+        w = {"expand.weight": self.expand.weight[:h, :c.c_in], **_bn_slice(self.bn1, "bn1", h),
+             "dw.weight": self._split(self.dw.weight(c.kernel), h, r),
+             "project.weight": self.project.weight[:c.c_out, :h], **_bn_slice(self.bn3, "bn3", c.c_out)}
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            w[f"bn2.{name}"] = self._split(getattr(self.bn2, name), h, r)
+        if c.attention:
+            w["att.reduce.weight"] = self.att.reduce.weight[:c.reduced, :h]
+            w["att.reduce.bias"] = self.att.reduce.bias[:c.reduced]
+            w["att.expand.weight"] = self._split(self.att.expand.weight, h, r)[:, :c.reduced]
+            w["att.expand.bias"] = self._split(self.att.expand.bias, h, r)
+        return w
+
+    @torch.no_grad()
+    def write_back(self, c: ConcreteLayer, w: dict[str, Tensor]) -> None:
+        """With r < splits the sliced BN statistics are copies: store their training-mode update."""
+        h, r = c.hidden, max(c.attention, 1)
+        for name in ("running_mean", "running_var"):
+            getattr(self.bn2, name).unflatten(0, (self.hidden, self.splits))[:h, :r].copy_(
+                w[f"bn2.{name}"].unflatten(0, (h, r)))
+
+
+class SupernetLayer(nn.Module):
+    """The widest weights of one layer of the skeleton, given the widths that can reach it."""
+
+    def __init__(self, spec: LayerSpec, space: Space, widths_in: set[int], depthwise: str):
+        super().__init__()
+        self.spec = spec
+        c_in, f = max(widths_in), max(spec.choices("filters"))
+        kernels = [k for k in spec.choices("kernel") if k]
+        if spec.kind in ("conv", "conv_bias"):
+            bias = spec.kind == "conv_bias"
+            # the stem's kernel choices {3, 5} are separate branches in TuNAS, in either depthwise mode
+            self.convs = nn.ModuleDict({str(k): _conv(c_in, f, k, bias=bias) for k in kernels or [1]})
+            self.bn = None if bias else _bn(f)
+        elif spec.kind == "sepconv":
+            self.dw, self.bn1 = _Kernels(c_in, 1, kernels, depthwise), _bn(c_in)
+            self.pw, self.bn2 = _conv(c_in, f), _bn(f)
+        elif spec.kind == "ib":
+            hiddens = {scale_filters(c, e, space.divisor) for c in widths_in for e in spec.choices("expansion")}
+            h = max(hiddens)
+            red = max(make_divisible(0.25 * x, space.divisor) for x in hiddens)
+            att = spec.choices("attention", 0)
+            self.plain = _InvertedBottleneckWeights(c_in, h, f, kernels, red if 1 in att else 0, 1, depthwise)
+            splits = max(att)
+            self.split = (_InvertedBottleneckWeights(c_in, h, f, kernels, red, splits, depthwise)
+                          if splits > 1 else None)
+            if space.family == "fbnet" and 0 in spec.choices("kernel") and spec.first:
+                self.proj, self.proj_bn = _conv(c_in, f), _bn(f)
+        else:
+            raise ValueError(f"unknown layer kind {spec.kind!r}")
+
+    def _ib(self, c: ConcreteLayer) -> _InvertedBottleneckWeights:
+        return self.split if c.attention > 1 else self.plain
+
+    def weights(self, c: ConcreteLayer) -> dict[str, Tensor]:
+        if c.kind in ("conv", "conv_bias"):
+            conv = self.convs[str(c.kernel)]
+            w = {"conv.weight": conv.weight[:c.c_out, :c.c_in]}
+            if c.kind == "conv_bias":
+                return {**w, "conv.bias": conv.bias[:c.c_out]}
+            return {**w, **_bn_slice(self.bn, "bn", c.c_out)}
+        if c.kind == "sepconv":
+            return {"dw.weight": self.dw.weight(c.kernel)[:c.c_in], **_bn_slice(self.bn1, "bn1", c.c_in),
+                    "pw.weight": self.pw.weight[:c.c_out, :c.c_in], **_bn_slice(self.bn2, "bn2", c.c_out)}
+        if c.kind == "project":
+            return {"conv.weight": self.proj.weight[:c.c_out, :c.c_in], **_bn_slice(self.proj_bn, "bn", c.c_out)}
+        return self._ib(c).weights(c)
+
+    def write_back(self, c: ConcreteLayer, w: dict[str, Tensor]) -> None:
+        if c.kind == "ib" and c.attention > 1:
+            self._ib(c).write_back(c, w)
+
+
+class DecisionSupernet(nn.Module):
+    """Masked weight-sharing supernet of a decision space (``space`` a name or a :class:`Space`)."""
+
+    def __init__(self, space: str | Space, num_classes: int = 1000, depthwise: str = "separate"):
+        super().__init__()
+        if depthwise not in DEPTHWISE_MODES:
+            raise ValueError(f"depthwise must be one of {DEPTHWISE_MODES}, got {depthwise!r}")
+        self.space = space = get_space(space)
+        widths = {space.in_channels}
+        layers = []
+        for spec in space.layers:
+            layers.append(SupernetLayer(spec, space, widths, depthwise))
+            outs = set(spec.choices("filters"))
+            can_skip = spec.choices("op", "ib") != ("ib",) or 0 in spec.choices("kernel", 1)
+            widths = outs | widths if can_skip else outs
+        self.layers = nn.ModuleList(layers)
+        self.classifier = nn.Linear(max(widths), num_classes)
+        init_weights(self)
+
+    def _path(self, arch, resolution: int) -> list[tuple[int, ConcreteLayer]]:
+        return [(i, c) for i, c in enumerate(resolve(self.space, arch, resolution)) if c.kind != "identity"]
+
+    def forward(self, x: Tensor, arch) -> Tensor:
+        path = self._path(arch, x.shape[-1])
+        used = [self.layers[i].weights(c) for i, c in path]
+        c_last = path[-1][1].c_out
+        out = ops.network_forward([c for _, c in path], x, used.__getitem__,
+                                  (self.classifier.weight[:, :c_last], self.classifier.bias), self.training)
+        if self.training:
+            for (i, c), w in zip(path, used):
+                self.layers[i].write_back(c, w)
+        return out
+
+    def standalone_state_dict(self, arch) -> dict[str, Tensor]:
+        """The path's sliced weights under ``DecisionStandaloneNet``'s state-dict names (copies)."""
+        path = self._path(arch, 224)
+        state = {}
+        for j, (i, c) in enumerate(path):
+            for key, t in self.layers[i].weights(c).items():
+                state[f"layers.{j}.{key}"] = t.detach().clone()
+        state["classifier.weight"] = self.classifier.weight[:, :path[-1][1].c_out].detach().clone()
+        state["classifier.bias"] = self.classifier.bias.detach().clone()
+        return state
+
+    def build_standalone(self, arch) -> DecisionStandaloneNet:
+        """The standalone network of ``arch`` with the supernet's sliced weights copied in."""
+        p = next(self.parameters())
+        net = DecisionStandaloneNet(self.space, arch, self.classifier.out_features).to(p.device, p.dtype)
+        missing, unexpected = net.load_state_dict(self.standalone_state_dict(arch), strict=False)
+        if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
+            raise RuntimeError(f"standalone/supernet weight names disagree: {missing} {unexpected}")
+        return net
