@@ -7,8 +7,9 @@ Each layer holds its weights once, at the widest width any architecture can give
   channels, which is TuNAS's channel masking (``kernel * (in_mask x out_mask)``, first-k masks) without computing
   the masked-out channels; BN statistics are per channel, so BN on the sliced channels equals TuNAS's masked BN;
 - expanded widths are relative to the **sampled** input width (``concrete.resolve``);
-- depthwise kernels are separate per kernel size, as in TuNAS (``depthwise="separate"``), or centre-cropped from
-  one kernel of the largest size (``depthwise="centre-crop"``, the documented alternative);
+- depthwise kernels are separate per kernel size, each with its own BN, as TuNAS's branches
+  (``depthwise="separate"``), or centre-cropped from one kernel of the largest size with one shared BN
+  (``depthwise="centre-crop"``, the documented alternative); the stem's kernel choices are always separate;
 - squeeze-and-excitation is a switch: its weights are used only when the path turns it on; FP-NAS's split-attention
   choices {2, 4} use a second, separate set of MBConv weights (FP-NAS section 4: "we do not share the model
   weights of MBConv block between choices of no. of splits", so the supernet weights double), in which 2 splits
@@ -42,20 +43,29 @@ def _bn_slice(bn: nn.BatchNorm2d, prefix: str, n: int) -> dict[str, Tensor]:
 
 
 class _Kernels(nn.Module):
-    """Depthwise weights for several kernel sizes: one conv each, or one of the largest size centre-cropped."""
+    """Depthwise conv + BN for several kernel sizes.
+
+    ``separate``: a conv and a BN per kernel size, TuNAS's branches (``_depthwise_conv``: each kernel size is its
+    own depthwise conv + BN + activation). ``centre-crop``: one conv of the largest size, cropped, and one BN.
+    """
 
     def __init__(self, channels: int, multiplier: int, kernels, mode: str):
         super().__init__()
         self.mode = mode
         kept = [max(kernels)] if mode == "centre-crop" else sorted(kernels)
         self.convs = nn.ModuleDict({str(k): _conv(channels, channels * multiplier, k, groups=channels) for k in kept})
+        self.bns = nn.ModuleDict({str(k): _bn(channels * multiplier) for k in kept})
+
+    def _key(self, kernel: int) -> str:
+        return str(kernel) if self.mode == "separate" else next(iter(self.convs))
 
     def weight(self, kernel: int) -> Tensor:
-        if self.mode == "separate":
-            return self.convs[str(kernel)].weight
-        (key, conv), = self.convs.items()
+        key = self._key(kernel)
         o = (int(key) - kernel) // 2
-        return conv.weight[:, :, o:o + kernel, o:o + kernel]
+        return self.convs[key].weight[:, :, o:o + kernel, o:o + kernel]
+
+    def bn(self, kernel: int) -> nn.BatchNorm2d:
+        return self.bns[self._key(kernel)]
 
 
 class _InvertedBottleneckWeights(nn.Module):
@@ -65,7 +75,7 @@ class _InvertedBottleneckWeights(nn.Module):
         super().__init__()
         self.hidden, self.splits = hidden, splits
         self.expand, self.bn1 = _conv(c_in, hidden), _bn(hidden)
-        self.dw, self.bn2 = _Kernels(hidden, splits, kernels, mode), _bn(hidden * splits)
+        self.dw = _Kernels(hidden, splits, kernels, mode)
         self.att = Attention(hidden, reduced, splits) if reduced else None
         self.project, self.bn3 = _conv(hidden, c_out), _bn(c_out)
 
@@ -79,7 +89,7 @@ class _InvertedBottleneckWeights(nn.Module):
              "dw.weight": self._split(self.dw.weight(c.kernel), h, r),
              "project.weight": self.project.weight[:c.c_out, :h], **_bn_slice(self.bn3, "bn3", c.c_out)}
         for name in ("weight", "bias", "running_mean", "running_var"):
-            w[f"bn2.{name}"] = self._split(getattr(self.bn2, name), h, r)
+            w[f"bn2.{name}"] = self._split(getattr(self.dw.bn(c.kernel), name), h, r)
         if c.attention:
             w["att.reduce.weight"] = self.att.reduce.weight[:c.reduced, :h]
             w["att.reduce.bias"] = self.att.reduce.bias[:c.reduced]
@@ -92,7 +102,7 @@ class _InvertedBottleneckWeights(nn.Module):
         """With r < splits the sliced BN statistics are copies: store their training-mode update."""
         h, r = c.hidden, max(c.attention, 1)
         for name in ("running_mean", "running_var"):
-            getattr(self.bn2, name).unflatten(0, (self.hidden, self.splits))[:h, :r].copy_(
+            getattr(self.dw.bn(c.kernel), name).unflatten(0, (self.hidden, self.splits))[:h, :r].copy_(
                 w[f"bn2.{name}"].unflatten(0, (h, r)))
 
 
@@ -106,11 +116,11 @@ class SupernetLayer(nn.Module):
         kernels = [k for k in spec.choices("kernel") if k]
         if spec.kind in ("conv", "conv_bias"):
             bias = spec.kind == "conv_bias"
-            # the stem's kernel choices {3, 5} are separate branches in TuNAS, in either depthwise mode
+            # the stem's kernel choices {3, 5} are separate conv + BN branches in TuNAS, in either depthwise mode
             self.convs = nn.ModuleDict({str(k): _conv(c_in, f, k, bias=bias) for k in kernels or [1]})
-            self.bn = None if bias else _bn(f)
+            self.bns = None if bias else nn.ModuleDict({str(k): _bn(f) for k in kernels or [1]})
         elif spec.kind == "sepconv":
-            self.dw, self.bn1 = _Kernels(c_in, 1, kernels, depthwise), _bn(c_in)
+            self.dw = _Kernels(c_in, 1, kernels, depthwise)
             self.pw, self.bn2 = _conv(c_in, f), _bn(f)
         elif spec.kind == "ib":
             hiddens = {scale_filters(c, e, space.divisor) for c in widths_in for e in spec.choices("expansion")}
@@ -135,9 +145,9 @@ class SupernetLayer(nn.Module):
             w = {"conv.weight": conv.weight[:c.c_out, :c.c_in]}
             if c.kind == "conv_bias":
                 return {**w, "conv.bias": conv.bias[:c.c_out]}
-            return {**w, **_bn_slice(self.bn, "bn", c.c_out)}
+            return {**w, **_bn_slice(self.bns[str(c.kernel)], "bn", c.c_out)}
         if c.kind == "sepconv":
-            return {"dw.weight": self.dw.weight(c.kernel)[:c.c_in], **_bn_slice(self.bn1, "bn1", c.c_in),
+            return {"dw.weight": self.dw.weight(c.kernel)[:c.c_in], **_bn_slice(self.dw.bn(c.kernel), "bn1", c.c_in),
                     "pw.weight": self.pw.weight[:c.c_out, :c.c_in], **_bn_slice(self.bn2, "bn2", c.c_out)}
         if c.kind == "project":
             return {"conv.weight": self.proj.weight[:c.c_out, :c.c_in], **_bn_slice(self.proj_bn, "bn", c.c_out)}

@@ -127,6 +127,8 @@ def test_a_path_trains_only_its_own_slices():
     assert grad[c.hidden:].abs().sum() == 0 and grad[:, c.c_in:].abs().sum() == 0
     assert layer.project.weight.grad[c.c_out:].abs().sum() == 0
     assert layer.dw.convs["3"].weight.grad is None and layer.dw.convs["7"].weight.grad is None
+    assert layer.dw.bns["5"].weight.grad[:c.hidden].abs().sum() > 0  # each kernel size has its own BN
+    assert layer.dw.bns["3"].weight.grad is None and layer.dw.bns["7"].weight.grad is None
 
 
 def test_zero_op_is_the_identity_of_a_residual_layer():
