@@ -1,0 +1,19 @@
+"""Decision spaces: several named decisions per layer, masked weight sharing, the TuNAS and FP-NAS spaces.
+
+- :mod:`~scarlet.decisions.space`: the six spaces as data and their cardinalities;
+- :mod:`~scarlet.decisions.arch`: architectures as JSON objects of decision values, named references;
+- :mod:`~scarlet.decisions.concrete`: the concrete layers (widths, kernels, sizes) of an architecture;
+- :mod:`~scarlet.decisions.ops`: the one definition of each layer's computation;
+- :mod:`~scarlet.decisions.standalone`, :mod:`~scarlet.decisions.supernet`: deployed network, masked supernet;
+- :mod:`~scarlet.decisions.cost`: MAdds and parameters; :mod:`~scarlet.decisions.step`: the K-path step.
+"""
+
+from scarlet.decisions.arch import NAMED, DecisionArch, parse_decision_arch, random_decision_arch
+from scarlet.decisions.cost import DecisionCostModel
+from scarlet.decisions.space import SPACES, Space, get_space
+from scarlet.decisions.standalone import DecisionStandaloneNet
+from scarlet.decisions.step import sequential_k_path_step
+from scarlet.decisions.supernet import DecisionSupernet
+
+__all__ = ["NAMED", "SPACES", "DecisionArch", "DecisionCostModel", "DecisionStandaloneNet", "DecisionSupernet",
+           "Space", "get_space", "parse_decision_arch", "random_decision_arch", "sequential_k_path_step"]

@@ -13,11 +13,11 @@ from scarlet.decisions.concrete import ConcreteLayer, resolve
 from scarlet.decisions.space import Space, get_space
 
 
-def _conv(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1, bias: bool = False):
+def conv2d(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1, bias: bool = False):
     return nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=bias)
 
 
-def _bn(c: int) -> nn.BatchNorm2d:
+def batch_norm2d(c: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(c, eps=ops.BN_EPS, momentum=ops.BN_MOMENTUM)
 
 
@@ -26,8 +26,8 @@ class Attention(nn.Module):
 
     def __init__(self, hidden: int, reduced: int, splits: int):
         super().__init__()
-        self.reduce = _conv(hidden, reduced, bias=True)
-        self.expand = _conv(reduced, hidden * splits, bias=True)
+        self.reduce = conv2d(hidden, reduced, bias=True)
+        self.expand = conv2d(reduced, hidden * splits, bias=True)
 
 
 class DecisionLayer(nn.Module):
@@ -38,19 +38,19 @@ class DecisionLayer(nn.Module):
         self.layer = layer
         c_in, c_out, k, s = layer.c_in, layer.c_out, layer.kernel, layer.stride
         if layer.kind in ("conv", "project"):
-            self.conv, self.bn = _conv(c_in, c_out, k, s), _bn(c_out)
+            self.conv, self.bn = conv2d(c_in, c_out, k, s), batch_norm2d(c_out)
         elif layer.kind == "conv_bias":
-            self.conv = _conv(c_in, c_out, bias=True)
+            self.conv = conv2d(c_in, c_out, bias=True)
         elif layer.kind == "sepconv":
-            self.dw, self.bn1 = _conv(c_in, c_in, k, s, groups=c_in), _bn(c_in)
-            self.pw, self.bn2 = _conv(c_in, c_out), _bn(c_out)
+            self.dw, self.bn1 = conv2d(c_in, c_in, k, s, groups=c_in), batch_norm2d(c_in)
+            self.pw, self.bn2 = conv2d(c_in, c_out), batch_norm2d(c_out)
         elif layer.kind == "ib":
             h, r = layer.hidden, max(layer.attention, 1)
-            self.expand, self.bn1 = _conv(c_in, h), _bn(h)
-            self.dw, self.bn2 = _conv(h, h * r, k, s, groups=h), _bn(h * r)
+            self.expand, self.bn1 = conv2d(c_in, h), batch_norm2d(h)
+            self.dw, self.bn2 = conv2d(h, h * r, k, s, groups=h), batch_norm2d(h * r)
             if layer.attention:
                 self.att = Attention(h, layer.reduced, r)
-            self.project, self.bn3 = _conv(h, c_out), _bn(c_out)
+            self.project, self.bn3 = conv2d(h, c_out), batch_norm2d(c_out)
         else:
             raise ValueError(f"no module for a {layer.kind} layer")
 

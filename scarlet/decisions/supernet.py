@@ -32,7 +32,8 @@ from scarlet.blocks import init_weights
 from scarlet.decisions import ops
 from scarlet.decisions.concrete import ConcreteLayer, make_divisible, resolve
 from scarlet.decisions.space import LayerSpec, Space, get_space, scale_filters
-from scarlet.decisions.standalone import Attention, DecisionStandaloneNet, _bn, _conv
+from scarlet.decisions.standalone import Attention, DecisionStandaloneNet, batch_norm2d, conv2d
+from scarlet.errors import ScarletError
 
 DEPTHWISE_MODES = ("separate", "centre-crop")
 
@@ -53,8 +54,8 @@ class _Kernels(nn.Module):
         super().__init__()
         self.mode = mode
         kept = [max(kernels)] if mode == "centre-crop" else sorted(kernels)
-        self.convs = nn.ModuleDict({str(k): _conv(channels, channels * multiplier, k, groups=channels) for k in kept})
-        self.bns = nn.ModuleDict({str(k): _bn(channels * multiplier) for k in kept})
+        self.convs = nn.ModuleDict({str(k): conv2d(channels, channels * multiplier, k, groups=channels) for k in kept})
+        self.bns = nn.ModuleDict({str(k): batch_norm2d(channels * multiplier) for k in kept})
 
     def _key(self, kernel: int) -> str:
         return str(kernel) if self.mode == "separate" else next(iter(self.convs))
@@ -74,10 +75,10 @@ class _InvertedBottleneckWeights(nn.Module):
     def __init__(self, c_in: int, hidden: int, c_out: int, kernels, reduced: int, splits: int, mode: str):
         super().__init__()
         self.hidden, self.splits = hidden, splits
-        self.expand, self.bn1 = _conv(c_in, hidden), _bn(hidden)
+        self.expand, self.bn1 = conv2d(c_in, hidden), batch_norm2d(hidden)
         self.dw = _Kernels(hidden, splits, kernels, mode)
         self.att = Attention(hidden, reduced, splits) if reduced else None
-        self.project, self.bn3 = _conv(hidden, c_out), _bn(c_out)
+        self.project, self.bn3 = conv2d(hidden, c_out), batch_norm2d(c_out)
 
     def _split(self, t: Tensor, h: int, r: int) -> Tensor:
         """Channels (g, m) with g < h, m < r of a tensor whose first dim is laid out (hidden, splits)."""
@@ -117,11 +118,11 @@ class SupernetLayer(nn.Module):
         if spec.kind in ("conv", "conv_bias"):
             bias = spec.kind == "conv_bias"
             # the stem's kernel choices {3, 5} are separate conv + BN branches in TuNAS, in either depthwise mode
-            self.convs = nn.ModuleDict({str(k): _conv(c_in, f, k, bias=bias) for k in kernels or [1]})
-            self.bns = None if bias else nn.ModuleDict({str(k): _bn(f) for k in kernels or [1]})
+            self.convs = nn.ModuleDict({str(k): conv2d(c_in, f, k, bias=bias) for k in kernels or [1]})
+            self.bns = None if bias else nn.ModuleDict({str(k): batch_norm2d(f) for k in kernels or [1]})
         elif spec.kind == "sepconv":
             self.dw = _Kernels(c_in, 1, kernels, depthwise)
-            self.pw, self.bn2 = _conv(c_in, f), _bn(f)
+            self.pw, self.bn2 = conv2d(c_in, f), batch_norm2d(f)
         elif spec.kind == "ib":
             hiddens = {scale_filters(c, e, space.divisor) for c in widths_in for e in spec.choices("expansion")}
             h = max(hiddens)
@@ -132,7 +133,7 @@ class SupernetLayer(nn.Module):
             self.split = (_InvertedBottleneckWeights(c_in, h, f, kernels, red, splits, depthwise)
                           if splits > 1 else None)
             if space.family == "fbnet" and 0 in spec.choices("kernel") and spec.first:
-                self.proj, self.proj_bn = _conv(c_in, f), _bn(f)
+                self.proj, self.proj_bn = conv2d(c_in, f), batch_norm2d(f)
         else:
             raise ValueError(f"unknown layer kind {spec.kind!r}")
 
@@ -164,7 +165,7 @@ class DecisionSupernet(nn.Module):
     def __init__(self, space: str | Space, num_classes: int = 1000, depthwise: str = "separate"):
         super().__init__()
         if depthwise not in DEPTHWISE_MODES:
-            raise ValueError(f"depthwise must be one of {DEPTHWISE_MODES}, got {depthwise!r}")
+            raise ScarletError(f"depthwise must be one of {', '.join(DEPTHWISE_MODES)}, got {depthwise!r}")
         self.space = space = get_space(space)
         widths = {space.in_channels}
         layers = []

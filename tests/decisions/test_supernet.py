@@ -1,11 +1,11 @@
 import pytest
 import torch
-import torch.nn.functional as F
 
 from scarlet.decisions.arch import parse_decision_arch, random_decision_arch
 from scarlet.decisions.concrete import resolve
 from scarlet.decisions.space import SPACES
 from scarlet.decisions.supernet import DecisionSupernet
+from scarlet.errors import ScarletError
 
 from decision_cases import narrow_space
 
@@ -106,13 +106,11 @@ def test_choices_share_the_first_channels_of_one_weight():
 def test_depthwise_kernels_separate_or_centre_cropped():
     space = narrow_space("proxylessnas")
     k3, k7 = _arch(space, **{"b3.0.kernel": 3}), _arch(space, **{"b3.0.kernel": 7})
-    i = [c.name for c in resolve(space, k3, 32) if c.kind != "identity"].index("b3.0")
+    key = f"layers.{[c.name for c in resolve(space, k3, 32) if c.kind != 'identity'].index('b3.0')}.dw.weight"
     sep = DecisionSupernet(space, 5)
-    a, b = sep.standalone_state_dict(k3)[f"layers.{i}.dw.weight"], sep.standalone_state_dict(k7)[f"layers.{i}.dw.weight"]
-    assert not torch.equal(a, b[:, :, 2:5, 2:5])
+    assert not torch.equal(sep.standalone_state_dict(k3)[key], sep.standalone_state_dict(k7)[key][:, :, 2:5, 2:5])
     crop = DecisionSupernet(space, 5, depthwise="centre-crop")
-    a, b = crop.standalone_state_dict(k3)[f"layers.{i}.dw.weight"], crop.standalone_state_dict(k7)[f"layers.{i}.dw.weight"]
-    assert torch.equal(a, b[:, :, 2:5, 2:5])
+    assert torch.equal(crop.standalone_state_dict(k3)[key], crop.standalone_state_dict(k7)[key][:, :, 2:5, 2:5])
 
 
 def test_a_path_trains_only_its_own_slices():
@@ -154,6 +152,11 @@ def test_se_is_a_switch():
     on, off = _arch(space, **{"b2.1.se": 1, "b2.1.op": "ib"}), _arch(space, **{"b2.1.se": 0, "b2.1.op": "ib"})
     torch.testing.assert_close(net(x, on), net(x, off), rtol=1e-12, atol=1e-12)
     assert not torch.allclose(net(x, on), net(x, _arch(space, **{"b2.1.se": 0, "b2.1.op": "zero"})))
+
+
+def test_unknown_depthwise_mode_is_a_one_line_error():
+    with pytest.raises(ScarletError, match="depthwise must be one of separate, centre-crop, got 'crop'"):
+        DecisionSupernet(narrow_space("proxylessnas"), 5, depthwise="crop")
 
 
 def test_split_attention_has_its_own_weights():
