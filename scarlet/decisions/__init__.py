@@ -8,7 +8,8 @@
 - :mod:`~scarlet.decisions.cost`: MAdds and parameters; :mod:`~scarlet.decisions.step`: the K-path step.
 """
 
-from scarlet.decisions.arch import NAMED, DecisionArch, parse_decision_arch, random_decision_arch
+from scarlet.decisions.arch import NAMED, DecisionArch, arch_from_indices, parse_decision_arch, random_decision_arch
+from scarlet.decisions.concrete import active_decisions, canonical
 from scarlet.decisions.cost import DecisionCostModel
 from scarlet.decisions.space import SPACES, Space, get_space
 from scarlet.decisions.standalone import DecisionStandaloneNet
@@ -16,4 +17,5 @@ from scarlet.decisions.step import sequential_k_path_step
 from scarlet.decisions.supernet import DecisionSupernet
 
 __all__ = ["NAMED", "SPACES", "DecisionArch", "DecisionCostModel", "DecisionStandaloneNet", "DecisionSupernet",
-           "Space", "get_space", "parse_decision_arch", "random_decision_arch", "sequential_k_path_step"]
+           "Space", "active_decisions", "arch_from_indices", "canonical", "get_space", "parse_decision_arch",
+           "random_decision_arch", "sequential_k_path_step"]

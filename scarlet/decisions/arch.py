@@ -48,6 +48,26 @@ class DecisionArch:
     def to_json(self) -> str:
         return json.dumps(self.as_dict())
 
+    def indices(self, space: str | Space) -> list[int]:
+        """Choice index of every decision, in the space's decision order (for policies and samplers)."""
+        space = get_space(space)
+        return [d.choices.index(v) for d, (_, v) in zip(space.decisions, self.values, strict=True)]
+
+
+def arch_from_indices(space: str | Space, indices) -> DecisionArch:
+    """The architecture whose decision i takes choice ``indices[i]``."""
+    space = get_space(space)
+    indices = list(indices)
+    if len(indices) != len(space.decisions):
+        raise ScarletError(f"space {space.name} has {len(space.decisions)} decisions, got {len(indices)} indices")
+    values = []
+    for d, i in zip(space.decisions, indices):
+        if not 0 <= int(i) < len(d.choices):
+            raise ScarletError(f"{_where(space, d.key)}: index {int(i)} for {d.key} is out of range "
+                               f"0..{len(d.choices) - 1}")
+        values.append((d.key, d.choices[int(i)]))
+    return DecisionArch(space.name, tuple(values))
+
 
 def _allowed(choices) -> str:
     return ", ".join(json.dumps(c) for c in choices)

@@ -100,3 +100,37 @@ def resolve(space: str | Space, arch, resolution: int) -> list[ConcreteLayer]:
                                      size, o))
         c, size = f, o
     return out
+
+
+# attributes whose decisions a layer reads when it computes (not when it is zeroed or skipped)
+_USED = {"conv": ("kernel", "act"), "conv_bias": ("act",), "sepconv": ("kernel", "act"),
+         "ib": ("kernel", "expansion", "attention", "act"), "project": (), "identity": ()}
+
+
+def active_decisions(space: str | Space, arch) -> set[str]:
+    """Keys of the decisions that shape the network of ``arch``.
+
+    Filters and op decisions (FBNet's kernel, whose 0 is the skip, included) are always active; a kernel,
+    expansion, attention or activation decision is active when a layer that reads it is not zeroed (TuNAS's
+    hierarchical policy: decisions inside a zeroed layer add no log-probability, sheet A3). Two architectures that differ only in inactive decisions build the same network.
+    """
+    space = get_space(space)
+    arch = parse_decision_arch(arch, space)
+    active = set()
+    for spec, c in zip(space.layers, resolve(space, arch, 32)):
+        for name, v in spec.attrs:
+            if not isinstance(v, Decision):
+                continue
+            always = name in ("filters", "op") or (name == "kernel" and 0 in v.choices)  # FBNet: kernel 0 = skip
+            if always or name in _USED[c.kind]:
+                active.add(v.key)
+    return active
+
+
+def canonical(space: str | Space, arch) -> DecisionArch:
+    """``arch`` with every inactive decision set to its first choice (one representative per network)."""
+    space = get_space(space)
+    arch = parse_decision_arch(arch, space)
+    active = active_decisions(space, arch)
+    return DecisionArch(space.name, tuple((k, v if k in active else space.decision(k).choices[0])
+                                          for k, v in arch.values))

@@ -111,3 +111,39 @@ def test_fbnet_skip_is_identity_or_projection_by_shape():
     assert layers["g2.0"].kind == "project" and layers["g2.0"].stride == 2  # stride 2: a 1x1 projection
     assert layers["g3.0"].kind == "identity" and layers["g3.1"].kind == "identity"  # 16 -> 16, stride 1
     assert layers["g1.0"].residual and layers["g1.0"].hidden == 16  # FBNet: residual where shapes agree
+
+
+def test_decisions_of_zeroed_layers_are_inactive_and_canonical_form_drops_them():
+    from scarlet.decisions.concrete import active_decisions, canonical
+    from scarlet.decisions.cost import DecisionCostModel
+
+    space = get_space("proxylessnas-enlarged")
+    v2 = parse_decision_arch("mobilenetv2", space)
+    active = active_decisions(space, v2)
+    assert "b1.2.kernel" not in active and "b1.2.expansion" not in active  # b1.2 is zero in MobileNetV2
+    assert {"b1.2.op", "b1.filters", "b1.1.kernel", "b0.kernel"} <= active
+    other = {**v2.as_dict(), "b1.2.kernel": 7, "b1.2.expansion": 6}
+    assert canonical(space, other) == canonical(space, v2) == v2
+    cost = DecisionCostModel(space, 224)
+    assert cost.cost(other) == cost.cost(v2)
+    assert canonical(space, {**other, "b1.2.op": "ib"})["b1.2.kernel"] == 7
+
+    fb = get_space("fbnetv2-f")
+    arch = {**random_decision_arch(fb, torch.Generator().manual_seed(4)).as_dict(), "g5.kernel": 0}
+    active = active_decisions(fb, arch)
+    assert "g5.kernel" in active and "g5.filters" in active  # the skip decision and the width stay
+    assert not {"g5.act", "g5.se", "g5.expansion"} & active
+
+
+def test_choice_indices_round_trip_and_errors():
+    from scarlet.decisions.arch import arch_from_indices
+
+    for space in SPACES:
+        arch = random_decision_arch(space, torch.Generator().manual_seed(5))
+        assert arch_from_indices(space, arch.indices(space)) == arch
+    with pytest.raises(ScarletError, match="space proxylessnas has 58 decisions, got 2 indices"):
+        arch_from_indices("proxylessnas", [0, 1])
+    idx = [0] * 58
+    idx[1] = 5
+    with pytest.raises(ScarletError, match=r"^layer b1\.0: index 5 for b1\.0\.kernel is out of range 0\.\.2$"):
+        arch_from_indices("proxylessnas", idx)
