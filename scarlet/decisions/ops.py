@@ -39,9 +39,9 @@ def activation(x: Tensor, name: str) -> Tensor:
     return F.relu(x) if name == "relu" else F.hardswish(x)
 
 
-def batch_norm(x: Tensor, w: Mapping[str, Tensor], prefix: str, training: bool) -> Tensor:
+def batch_norm(x: Tensor, w: Mapping[str, Tensor], prefix: str, training: bool, momentum: float) -> Tensor:
     return F.batch_norm(x, w[f"{prefix}.running_mean"], w[f"{prefix}.running_var"], w[f"{prefix}.weight"],
-                        w[f"{prefix}.bias"], training, BN_MOMENTUM, BN_EPS)
+                        w[f"{prefix}.bias"], training, momentum, BN_EPS)
 
 
 def attention(y: Tensor, layer: ConcreteLayer, w: Mapping[str, Tensor]) -> Tensor:
@@ -59,27 +59,29 @@ def attention(y: Tensor, layer: ConcreteLayer, w: Mapping[str, Tensor]) -> Tenso
     return (splits * weights).sum(2)
 
 
-def layer_forward(layer: ConcreteLayer, x: Tensor, w: Mapping[str, Tensor], training: bool) -> Tensor:
+def layer_forward(layer: ConcreteLayer, x: Tensor, w: Mapping[str, Tensor], training: bool,
+                  momentum: float = BN_MOMENTUM) -> Tensor:
+    """One layer; in training mode BN uses batch statistics and moves its running statistics by ``momentum``."""
     kind, k = layer.kind, layer.kernel
     if kind == "conv":
-        return activation(batch_norm(F.conv2d(x, w["conv.weight"], None, layer.stride, k // 2), w, "bn", training),
-                          layer.act)
+        y = F.conv2d(x, w["conv.weight"], None, layer.stride, k // 2)
+        return activation(batch_norm(y, w, "bn", training, momentum), layer.act)
     if kind == "conv_bias":
         return activation(F.conv2d(x, w["conv.weight"], w["conv.bias"]), layer.act)
     if kind == "project":
-        return batch_norm(F.conv2d(x, w["conv.weight"], None, layer.stride), w, "bn", training)
+        return batch_norm(F.conv2d(x, w["conv.weight"], None, layer.stride), w, "bn", training, momentum)
     if kind == "sepconv":
         y = F.conv2d(x, w["dw.weight"], None, layer.stride, k // 2, 1, layer.c_in)
-        y = activation(batch_norm(y, w, "bn1", training), layer.act)
-        y = batch_norm(F.conv2d(y, w["pw.weight"]), w, "bn2", training)
+        y = activation(batch_norm(y, w, "bn1", training, momentum), layer.act)
+        y = batch_norm(F.conv2d(y, w["pw.weight"]), w, "bn2", training, momentum)
         return x + y if layer.residual else y
     if kind == "ib":
-        y = activation(batch_norm(F.conv2d(x, w["expand.weight"]), w, "bn1", training), layer.act)
+        y = activation(batch_norm(F.conv2d(x, w["expand.weight"]), w, "bn1", training, momentum), layer.act)
         y = F.conv2d(y, w["dw.weight"], None, layer.stride, k // 2, 1, layer.hidden)
-        y = activation(batch_norm(y, w, "bn2", training), layer.act)
+        y = activation(batch_norm(y, w, "bn2", training, momentum), layer.act)
         if layer.attention:
             y = attention(y, layer, w)
-        y = batch_norm(F.conv2d(y, w["project.weight"]), w, "bn3", training)
+        y = batch_norm(F.conv2d(y, w["project.weight"]), w, "bn3", training, momentum)
         return x + y if layer.residual else y
     if kind == "identity":
         return x
@@ -94,7 +96,8 @@ def classify(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     return F.linear(x.flatten(1), weight, bias)
 
 
-def network_forward(layers, x: Tensor, weights, classifier: tuple[Tensor, Tensor], training: bool) -> Tensor:
+def network_forward(layers, x: Tensor, weights, classifier: tuple[Tensor, Tensor], training: bool,
+                    momentum: float = BN_MOMENTUM) -> Tensor:
     """Run ``layers`` (concrete, identities may be left out); ``weights(i)`` gives layer i's tensors.
 
     The global average pool sits before the first ``conv_bias`` layer (MobileNetV3's head) or after the last layer.
@@ -103,7 +106,7 @@ def network_forward(layers, x: Tensor, weights, classifier: tuple[Tensor, Tensor
     for i, layer in enumerate(layers):
         if layer.kind == "conv_bias" and not pooled:
             x, pooled = pool(x), True
-        x = layer_forward(layer, x, weights(i), training)
+        x = layer_forward(layer, x, weights(i), training, momentum)
     if not pooled:
         x = pool(x)
     return classify(x, *classifier)

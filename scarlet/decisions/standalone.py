@@ -70,7 +70,8 @@ class DecisionStandaloneNet(nn.Module):
         self.concrete = [c for c in resolve(self.space, arch, resolution) if c.kind != "identity"]
         self.layers = nn.ModuleList(DecisionLayer(c) for c in self.concrete)
         self.classifier = nn.Linear(self.concrete[-1].c_out, num_classes)
+        self.bn_momentum = ops.BN_MOMENTUM  # BN recalibration sets 1 / (batches seen) for a cumulative average
 
     def forward(self, x: Tensor) -> Tensor:
         return ops.network_forward(self.concrete, x, lambda i: self.layers[i].tensors(),
-                                   (self.classifier.weight, self.classifier.bias), self.training)
+                                   (self.classifier.weight, self.classifier.bias), self.training, self.bn_momentum)
