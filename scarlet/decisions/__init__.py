@@ -19,5 +19,5 @@ from scarlet.decisions.step import sequential_k_path_step
 from scarlet.decisions.supernet import DecisionSupernet
 
 __all__ = ["NAMED", "SPACES", "DecisionArch", "DecisionCostModel", "DecisionStandaloneNet", "DecisionSupernet",
-           "Space", "active_decisions", "arch_from_indices", "canonical", "evaluate_archs", "get_space", "parse_decision_arch",
-           "random_decision_arch", "sequential_k_path_step"]
+           "Space", "active_decisions", "arch_from_indices", "canonical", "evaluate_archs", "get_space",
+           "parse_decision_arch", "random_decision_arch", "sequential_k_path_step"]
