@@ -112,7 +112,8 @@ def active_decisions(space: str | Space, arch) -> set[str]:
 
     Filters and op decisions (FBNet's kernel, whose 0 is the skip, included) are always active; a kernel,
     expansion, attention or activation decision is active when a layer that reads it is not zeroed (TuNAS's
-    hierarchical policy: decisions inside a zeroed layer add no log-probability, sheet A3). Two architectures that differ only in inactive decisions build the same network.
+    hierarchical policy: decisions inside a zeroed layer add no log-probability, sheet A3). Two architectures
+    that differ only in inactive decisions build the same network.
     """
     space = get_space(space)
     arch = parse_decision_arch(arch, space)
