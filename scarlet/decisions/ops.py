@@ -17,7 +17,10 @@ Attention with r splits (FP-NAS's split-attention, generalised from ResNeSt; the
 the sheet's reading B5.4 with the SE form of the two 1x1 convs): the depthwise conv has channel multiplier r (its
 output channel ``g * r + m`` is split m of channel g), the splits are summed, pooled, reduced (1x1 + bias, ReLU),
 expanded to r logits per channel (1x1 + bias), softmaxed over the splits and used to weight the sum of the splits.
-r = 1 is squeeze-and-excitation with a sigmoid gate (TuNAS) or hard-sigmoid gate (FBNet).
+r = 1 is squeeze-and-excitation with a sigmoid gate (TuNAS) or hard-sigmoid gate (FBNet). Under this reading the
+largest ``fbnetv2-f++`` network costs 162.2M MAdds at 128x128 (126.3M with 2 splits everywhere, 108.3M with SE),
+against the paper's "largest model 122 MFLOPs at input 128": FP-NAS's split-attention must be cheaper than this
+reading (its Fig. 2, which defines it, is not in the text).
 """
 
 from __future__ import annotations
