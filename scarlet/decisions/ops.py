@@ -62,29 +62,38 @@ def attention(y: Tensor, layer: ConcreteLayer, w: Mapping[str, Tensor]) -> Tenso
     return (splits * weights).sum(2)
 
 
+def conv_norm(x: Tensor, w: Mapping[str, Tensor], conv: str, bn: str, training: bool, momentum: float,
+              stride: int = 1, padding: int = 0, groups: int = 1) -> Tensor:
+    """Conv then BN; in a BN-folded network the BN lives in the conv's weight and bias and has no tensors."""
+    y = F.conv2d(x, w[f"{conv}.weight"], w.get(f"{conv}.bias"), stride, padding, 1, groups)
+    return batch_norm(y, w, bn, training, momentum) if f"{bn}.weight" in w else y
+
+
+# (conv, BN) pairs of each layer kind, in order: what BN folding folds
+CONV_BN = {"conv": (("conv", "bn"),), "project": (("conv", "bn"),), "sepconv": (("dw", "bn1"), ("pw", "bn2")),
+           "ib": (("expand", "bn1"), ("dw", "bn2"), ("project", "bn3")), "conv_bias": ()}
+
+
 def layer_forward(layer: ConcreteLayer, x: Tensor, w: Mapping[str, Tensor], training: bool,
                   momentum: float = BN_MOMENTUM) -> Tensor:
     """One layer; in training mode BN uses batch statistics and moves its running statistics by ``momentum``."""
-    kind, k = layer.kind, layer.kernel
+    kind, k, bn = layer.kind, layer.kernel, (training, momentum)
     if kind == "conv":
-        y = F.conv2d(x, w["conv.weight"], None, layer.stride, k // 2)
-        return activation(batch_norm(y, w, "bn", training, momentum), layer.act)
+        return activation(conv_norm(x, w, "conv", "bn", *bn, layer.stride, k // 2), layer.act)
     if kind == "conv_bias":
         return activation(F.conv2d(x, w["conv.weight"], w["conv.bias"]), layer.act)
     if kind == "project":
-        return batch_norm(F.conv2d(x, w["conv.weight"], None, layer.stride), w, "bn", training, momentum)
+        return conv_norm(x, w, "conv", "bn", *bn, layer.stride)
     if kind == "sepconv":
-        y = F.conv2d(x, w["dw.weight"], None, layer.stride, k // 2, 1, layer.c_in)
-        y = activation(batch_norm(y, w, "bn1", training, momentum), layer.act)
-        y = batch_norm(F.conv2d(y, w["pw.weight"]), w, "bn2", training, momentum)
+        y = activation(conv_norm(x, w, "dw", "bn1", *bn, layer.stride, k // 2, layer.c_in), layer.act)
+        y = conv_norm(y, w, "pw", "bn2", *bn)
         return x + y if layer.residual else y
     if kind == "ib":
-        y = activation(batch_norm(F.conv2d(x, w["expand.weight"]), w, "bn1", training, momentum), layer.act)
-        y = F.conv2d(y, w["dw.weight"], None, layer.stride, k // 2, 1, layer.hidden)
-        y = activation(batch_norm(y, w, "bn2", training, momentum), layer.act)
+        y = activation(conv_norm(x, w, "expand", "bn1", *bn), layer.act)
+        y = activation(conv_norm(y, w, "dw", "bn2", *bn, layer.stride, k // 2, layer.hidden), layer.act)
         if layer.attention:
             y = attention(y, layer, w)
-        y = batch_norm(F.conv2d(y, w["project.weight"]), w, "bn3", training, momentum)
+        y = conv_norm(y, w, "project", "bn3", *bn)
         return x + y if layer.residual else y
     if kind == "identity":
         return x

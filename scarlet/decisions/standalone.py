@@ -1,11 +1,17 @@
-"""Standalone network of any architecture of a decision space: plain ``nn.Conv2d`` / ``nn.BatchNorm2d`` / ``nn.Linear``.
+"""Standalone network of any architecture of a decision space: plain ``nn.Conv2d``, ``nn.BatchNorm2d``, ``nn.Linear``.
 
 The modules only hold the tensors; their forward is ``scarlet.decisions.ops.layer_forward`` (the computation the
 supernet runs too). Identity layers (zeroed TuNAS layers, FBNet skips where shapes agree) are left out.
+``fold_bn`` gives the inference network with BN folded into the convs. ``scarlet.export.save_program`` and
+``save_onnx`` take either network as they are (checked by hand on a folded mobilenetv3-like network: the program
+and the onnxruntime session match it with a dynamic batch; ``torch.export`` takes about 8 s, too slow for a test).
 """
 
 from __future__ import annotations
 
+import copy
+
+import torch
 from torch import Tensor, nn
 
 from scarlet.decisions import ops
@@ -75,3 +81,24 @@ class DecisionStandaloneNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return ops.network_forward(self.concrete, x, lambda i: self.layers[i].tensors(),
                                    (self.classifier.weight, self.classifier.bias), self.training, self.bn_momentum)
+
+
+@torch.no_grad()
+def fold_bn(net: DecisionStandaloneNet) -> DecisionStandaloneNet:
+    """A copy of ``net`` with every BN folded into the conv before it (a conv with bias); for inference only.
+
+    Uses the running statistics: the folded network equals ``net`` in eval mode.
+    """
+    folded = copy.deepcopy(net).eval()
+    for module in folded.layers:
+        for conv_name, bn_name in ops.CONV_BN[module.layer.kind]:
+            conv, bn = getattr(module, conv_name), getattr(module, bn_name)
+            w = conv.weight.double()
+            scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+            new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                            groups=conv.groups, bias=True).to(conv.weight)
+            new.weight.copy_(w * scale[:, None, None, None])
+            new.bias.copy_(bn.bias.double() - bn.running_mean.double() * scale)
+            setattr(module, conv_name, new)
+            delattr(module, bn_name)
+    return folded

@@ -175,3 +175,19 @@ def test_expansion_is_relative_to_the_sampled_input_width():
         arch = _arch(space, **{"b1.filters": f, "b2.0.expansion": 6})
         c = next(c for c in resolve(space, arch, 32) if c.name == "b2.0")
         assert (c.c_in, c.hidden) == (f, 6 * f)
+
+
+@pytest.mark.parametrize("name", ["mobilenetv3-like", "fbnetv2-f++"])
+def test_bn_folding_keeps_the_eval_network(name):
+    from scarlet.decisions.standalone import fold_bn
+
+    space = narrow_space(name)
+    g = torch.Generator().manual_seed(7)
+    net = DecisionSupernet(space, 5).double()
+    _randomise_bn(net, g)
+    x = torch.randn(2, 3, 32, 32, generator=g, dtype=torch.float64)
+    for _ in range(3):
+        standalone = net.build_standalone(random_decision_arch(space, g)).eval()
+        folded = fold_bn(standalone)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        torch.testing.assert_close(folded(x), standalone(x), rtol=1e-10, atol=1e-12)
