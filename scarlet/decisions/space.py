@@ -24,7 +24,9 @@ The six spaces (``../shared/TUNAS_FPNAS.md`` sections A1 and B1 table them):
   10^8, section 4 says 10^19); the absolute sizes (2.7e24, 9.6e31, 2.8e27) differ from the paper's (6e25, 1e45,
   6e28), which no counting rule we tried reproduces (sheet B5.1). Kernel 0 is a skip: the identity where the
   block's input and output shapes agree, else a 1x1 conv + BN projection (FBNet's skip convention, sheet B5.3).
-  "swish" is hard-swish (FBNetV2's released models, sheet B5.14).
+  "swish" is hard-swish (FBNetV2's released models, sheet B5.14). Like TuNAS, every MBConv keeps its 1x1
+  expansion conv, also g1's at expansion 1 (FBNet's code drops it there); the stem is 16 channels with
+  hard-swish and the head a 1x1 conv to 1984 + BN + hard-swish (Table 1 gives neither activation).
 
 ``width`` scales every filter value and ``divisor`` is the rounding multiple (the papers' spaces: 1.0 and 8);
 tests use narrow variants such as ``width=0.25, divisor=2`` that keep every choice distinct.
