@@ -152,7 +152,7 @@ def _search_schema() -> Schema:
         "supernet": Str(none=True), "out": Str(), "strategy": Choice("nsga2", "random"), "objectives": Str(),
         "weights": Converted(weights_list, none=True), "madds_max": Converted(amount, 0, lo_open=True, none=True),
         "acc_min": Float(0, 1, none=True), "cost_model": Choice("supernet", "paper"),
-        "population": Int(2, 10_000), "generations": Int(0, 100_000), "seed": SEED, "k": Int(1, 10_000),
+        "population": Int(1, 10_000), "generations": Int(0, 100_000), "seed": SEED, "k": Int(1, 10_000),
         "budget": Int(1, 10**7, none=True), "max_draws": Int(1, 10**8, none=True),
         "mutation_ratio": probability, "p_random": probability, "p_roulette": probability, "p_policy": probability,
         "p_single": probability, "p_multi": probability, "multi_max": Int(1, 1000),
