@@ -80,9 +80,10 @@ class Option:
                 if isinstance(value, bool):
                     raise ValueError
                 value = self.kind(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError) as e:
                 name = getattr(self.kind, "__name__", "value")
-                raise ScarletError(f"{where} = {describe(value)} is not a valid {name}") from None
+                why = f": {e}" if isinstance(e.args[0] if e.args else None, str) and " " in str(e) else ""
+                raise ScarletError(f"{where} = {describe(value)} is not a valid {name}{why}") from None
         if isinstance(value, float) and not math.isfinite(value):
             raise ScarletError(f"{where} must be finite, got {describe(value)}")
         self._check_range(value, where)
@@ -145,11 +146,12 @@ def _train_schema() -> Schema:
 
 
 def _search_schema() -> Schema:
-    from scarlet.search.cli import amount, weights_list
+    from scarlet.search.cli import amount, objectives_spec, weights_list
 
     probability = Float(0, 1)
     return {
-        "supernet": Str(none=True), "out": Str(), "strategy": Choice("nsga2", "random"), "objectives": Str(),
+        "supernet": Str(none=True), "out": Str(), "strategy": Choice("nsga2", "random"),
+        "objectives": Converted(objectives_spec),
         "weights": Converted(weights_list, none=True), "madds_max": Converted(amount, 0, lo_open=True, none=True),
         "acc_min": Float(0, 1, none=True), "cost_model": Choice("supernet", "paper"),
         "population": Int(1, 10_000), "generations": Int(0, 100_000), "seed": SEED, "k": Int(1, 10_000),

@@ -58,6 +58,8 @@ def amount(text) -> float:
     """``500M``, ``12.5k``, ``5e8`` or a plain number."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         return float(text)
+    if not isinstance(text, str):
+        raise ValueError(f"not an amount: a {type(text).__name__}")
     m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([kKmMgG]?)\s*", str(text))
     try:
         value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
@@ -134,6 +136,20 @@ def weights_list(value) -> str:
 
 
 weights_list.__name__ = "list of weights (e.g. 0.4,0.4,0.2; finite, >= 0)"
+
+
+def objectives_spec(value) -> str:
+    """``NAME:min|max,...``; the sense is required: a bare ``acc`` would have to guess whether to minimise it."""
+    if not isinstance(value, str):
+        raise ValueError(value)
+    for item in value.split(","):
+        if item.strip() and item.partition(":")[2].strip() not in ("min", "max"):
+            raise ValueError(f"say whether to minimise or maximise {describe(item.strip())}, e.g. acc:max or "
+                             f"madds:min")
+    return value
+
+
+objectives_spec.__name__ = "list of objectives (NAME:min or NAME:max, comma separated)"
 
 
 def _floats(text: str) -> list[float]:
@@ -254,10 +270,6 @@ def _batches(cfg: dict, model, run_cfg: dict, device: torch.device):
 def _objectives(cfg: dict):
     from scarlet.search.problem import parse_objectives
 
-    for item in cfg["objectives"].split(","):
-        if item.strip() and item.partition(":")[2].strip() not in ("min", "max"):
-            raise ScarletError(f"--objectives {describe(cfg['objectives'])}: say whether to minimise or maximise "
-                               f"{describe(item.strip())}, e.g. acc:max or madds:min")
     weights = _floats(cfg["weights"]) if cfg["weights"] is not None else None
     try:
         return parse_objectives(cfg["objectives"], weights)
