@@ -13,6 +13,7 @@ the step, and the sampler, data order and RNG states are in the checkpoint.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -306,6 +307,11 @@ RUN_FILES = (CHECKPOINT_NAME, "config.json", "metrics.jsonl", "summary.json")
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    with contextlib.ExitStack() as held:  # the run directory's lock, released however main ends
+        return _main(args, held)
+
+
+def _main(args, held: contextlib.ExitStack) -> int:
     if args.resume:
         if args.config:
             raise ScarletError("--config cannot be combined with --resume: the run continues with its saved "
@@ -313,30 +319,33 @@ def main(argv=None):
         out = output_dir(DEFAULTS["out"] if args.out is None else args.out, create=False)
         if not out.is_dir():
             raise ScarletError(f"--resume: no checkpoint at {out / CHECKPOINT_NAME} (no such directory)")
-        lock = RunLock(out)  # before reading: a run still writing here must not be resumed under its feet
+        held.enter_context(RunLock(out))  # before reading: a run still writing here must not be resumed
         require_files(out, RUN_FILES)
         cfg, state = _resumed_config(args, out)
     else:
         cfg = _resolve_config(args)
         out = output_dir(cfg["out"], create=False)  # checked now, created once the data set has loaded
+        locked = out.is_dir()
+        if locked:  # refuse a second writer before doing anything
+            held.enter_context(RunLock(out))
         require_files(out, RUN_FILES)
         if (out / CHECKPOINT_NAME).exists():
             raise ScarletError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        state = lock = None
+        state = None
     device = resolve_device(cfg["device"])
     run = Run(cfg, device)
     if state is not None:
         if state["kind"] != run.kind or state["config"] != run.model_config.to_dict():
             raise ScarletError(f"checkpoint {state['path']} does not match its run configuration")
         run.load(state)
-    else:
+    elif not locked:
         output_dir(str(out))
-        lock = RunLock(out)
+        held.enter_context(RunLock(out))
         if (out / CHECKPOINT_NAME).exists():  # another run started here between our check and our lock
             raise ScarletError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    metrics_path = out / "metrics.jsonl"
     try:
         atomic_write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
-        metrics_path = out / "metrics.jsonl"
         if state is not None:
             _trim_metrics(metrics_path, run.step)
         elif metrics_path.exists():
@@ -344,7 +353,6 @@ def main(argv=None):
     except OSError as e:
         raise ScarletError(f"cannot write to {out} ({e.strerror}); {run.last_good(out)}") from None
     train(run, out, metrics_path, progress=not args.no_progress)
-    lock.release()
     return 0
 
 

@@ -14,6 +14,7 @@ and every generation: ``--resume`` continues the search exactly where it stopped
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
@@ -279,12 +280,18 @@ def _objectives(cfg: dict):
 
 @cli_main
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    lock = None
+    args = build_parser().parse_args(argv)
+    with contextlib.ExitStack() as held:  # the output directory's lock, released however main ends
+        return _main(args, held)
+
+
+def _main(args, held: contextlib.ExitStack) -> int:
     if args.resume and (_out(args) / STATE_NAME).is_file():
-        lock = RunLock(_out(args))  # before reading the state: a search still writing it must not be resumed
+        held.enter_context(RunLock(_out(args)))  # before reading the state: a search still writing it must wait
     cfg, saved = _settings(args)
+    locked = saved is not None or Path(cfg["out"]).is_dir()
+    if saved is None and locked:  # refuse a second writer before loading anything
+        held.enter_context(RunLock(Path(cfg["out"])))
     objectives = _objectives(cfg)
     search_config = _search_config(cfg, objectives)
     device = resolve_device(cfg["device"])
@@ -316,17 +323,13 @@ def main(argv=None):
     if saved is not None:
         _load_search_state(algo, saved["search"], out / STATE_NAME)
         elapsed = list(saved.get("elapsed", []))
-    else:
+    elif not locked:
         output_dir(str(out))
-        lock = RunLock(out)
+        held.enter_context(RunLock(out))
         if (out / STATE_NAME).exists():  # another search started here between our check and our lock
             raise ScarletError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
     require_files(out, OUTPUT_FILES)
-    try:
-        return _search(algo, cfg, out, elapsed, model.space.name, fingerprint, data_spec,
-                       progress=not args.no_progress)
-    finally:
-        lock.release()
+    return _search(algo, cfg, out, elapsed, model.space.name, fingerprint, data_spec, progress=not args.no_progress)
 
 
 OUTPUT_FILES = (STATE_NAME, "history.jsonl", "pareto.json", "evaluated.csv", "pareto.png")
