@@ -62,7 +62,9 @@ NAMED_ARCHS: dict[str, tuple[str, str]] = {
                              "e6k3 e6k3 e6k5"),
 }
 
-_TOKEN = re.compile(r"^e(\d+)k(\d+)(se|\+)?$")
+_TOKEN = re.compile(r"e([0-9]+)k([0-9]+)(se|\+)?", re.ASCII)
+_INT = re.compile(r"-?[0-9]+", re.ASCII)  # ASCII digits only: int() would also accept full-width and other digits
+MAX_ARCH_CHARS = 4096  # 19 layers of the longest token with separators fit in a few hundred characters
 
 
 def _token_index(token: str, space: SearchSpace, position: int) -> int:
@@ -73,7 +75,7 @@ def _token_index(token: str, space: SearchSpace, position: int) -> int:
             raise ScarletError(f"layer {position + 1}: space {space.name} has no identity choice "
                                f"(allowed: {space.describe()})")
         return idx
-    m = _TOKEN.match(t)
+    m = _TOKEN.fullmatch(t)
     if m:
         e, k, se = int(m.group(1)), int(m.group(2)), m.group(3) is not None
         for i, c in enumerate(space.choices):
@@ -102,6 +104,15 @@ def parse_arch(arch: str | Sequence[int] | Arch, space: str | SearchSpace) -> Ar
         text = arch.strip()
         if not text:
             raise ScarletError("empty architecture")
+        if len(text) > MAX_ARCH_CHARS:
+            raise ScarletError(f"architecture text is {len(text)} characters long; an architecture of "
+                               f"{space.num_layers} layers needs far fewer (at most {MAX_ARCH_CHARS})")
+        if not text.isprintable() or not text.isascii():
+            bad = next(c for c in text if not (c.isprintable() and c.isascii()))
+            raise ScarletError(f"architecture contains the character {bad!r}; use ASCII digits, letters, commas "
+                               f"and spaces")
+        if text.count("[") + text.count("(") > 1:
+            raise ScarletError("architecture has nested brackets; give one flat list such as [1, 3, 0, ...]")
         if text.lower() in NAMED_ARCHS:
             home, tokens = NAMED_ARCHS[text.lower()]
             try:
@@ -112,20 +123,31 @@ def parse_arch(arch: str | Sequence[int] | Arch, space: str | SearchSpace) -> Ar
         if text.startswith("[") and text.endswith("]"):
             try:
                 value = json.loads(text)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 value = None
             if isinstance(value, list):
                 return parse_arch(value, space)
         parts = _split(text)
-        if all(re.fullmatch(r"-?\d+", p) for p in parts):
+        if all(_INT.fullmatch(p) for p in parts):
             return validate([int(p) for p in parts], space)
         if len(parts) != space.num_layers:
             raise ScarletError(f"architecture has {len(parts)} layers, {space.name} has {space.num_layers}")
         return Arch(space.name, tuple(_token_index(p, space, i) for i, p in enumerate(parts)))
     try:
-        genes = [operator.index(g) for g in arch]
+        entries = list(arch)
     except TypeError:
-        raise ScarletError(f"architecture entries must be integers, got {arch!r}") from None
+        raise ScarletError(f"an architecture is a string or a sequence of integers, not a "
+                           f"{type(arch).__name__}") from None
+    if len(entries) > MAX_ARCH_CHARS:
+        raise ScarletError(f"architecture has {len(entries)} layers, {space.name} has {space.num_layers}")
+    genes = []
+    for i, g in enumerate(entries):
+        if isinstance(g, bool):  # True == 1 to Python, but never a choice index
+            raise ScarletError(f"layer {i + 1}: {g} is a boolean, not a choice index")
+        try:
+            genes.append(operator.index(g))
+        except TypeError:
+            raise ScarletError(f"layer {i + 1}: choice must be an integer, got a {type(g).__name__}") from None
     return validate(genes, space)
 
 

@@ -73,8 +73,25 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     for key in ("kind", "config", "model"):
         if key not in state:
             raise ScarletError(f"checkpoint {path} is missing {key!r}")
+    if state["kind"] not in ("supernet", "standalone"):
+        raise ScarletError(f"checkpoint {path}: kind must be 'supernet' or 'standalone'")
+    check_model_config(state["config"], f"checkpoint {path}: config")
+    if not isinstance(state["model"], dict) or not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
+        raise ScarletError(f"checkpoint {path}: model is not a mapping of names to tensors")
     state["path"] = str(path)
     return state
+
+
+def check_model_config(config, source: str) -> None:
+    """A saved SupernetConfig: exactly its fields, each of the right type and range (it comes from a file)."""
+    from scarlet.config import Choice, Float, Int, check_saved
+    from scarlet.space import SKIP_KINDS, SPACES
+    from scarlet.supernet import SupernetConfig
+
+    options = {"space": Choice(*SPACES), "skip": Choice(*SKIP_KINDS), "width": Float(0, 8, lo_open=True),
+               "resolution": Int(1, 4096), "stem_stride": Choice(1, 2), "in_channels": Int(1, 4096),
+               "num_classes": Int(1, 10**6), "dropout": Float(0, 1, hi_open=True)}
+    check_saved(config, options, SupernetConfig().to_dict(), source)
 
 
 def load_supernet(path: str | os.PathLike, map_location="cpu", space: str | None = None):
@@ -90,6 +107,6 @@ def load_supernet(path: str | os.PathLike, map_location="cpu", space: str | None
     model = Supernet(config)
     try:
         model.load_state_dict(state["model"])
-    except RuntimeError as e:
+    except (RuntimeError, ValueError, TypeError) as e:
         raise ScarletError(f"checkpoint {state['path']} does not match its config: {str(e).splitlines()[0]}") from None
     return model.to(map_location).eval()

@@ -101,7 +101,14 @@ def _read_cifar_python(path: Path) -> tuple[np.ndarray, np.ndarray]:
         data, labels = d[b"data"], d[b"labels"]
     except Exception as e:
         raise ScarletError(f"{path} is not a CIFAR-10 python batch ({e})") from None
-    return np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+    try:
+        images, labels = np.asarray(data, dtype=np.uint8), np.asarray(labels, dtype=np.int64)
+        images = images.reshape(-1, 3, 32, 32)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ScarletError(f"{path} is not a CIFAR-10 python batch ({str(e)[:100]})") from None
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ScarletError(f"{path}: {labels.size} labels for {len(images)} images")
+    return images, labels
 
 
 def _read_cifar_binary(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -194,15 +201,23 @@ def load_imagefolder(path: str, resolution: int) -> Dataset:
 
 
 def load_dataset(spec: str, resolution: int) -> Dataset:
-    """``digits``, ``cifar10:PATH`` or ``imagefolder:PATH``."""
+    """``digits``, ``cifar10:PATH`` or ``imagefolder:PATH``; both splits non-empty, labels in the class range."""
     kind, _, path = spec.partition(":")
     if kind == "digits" and not path:
-        return load_digits(resolution)
-    if kind == "cifar10" and path:
-        return load_cifar10(path, resolution)
-    if kind == "imagefolder" and path:
-        return load_imagefolder(path, resolution)
-    raise ScarletError(f"unknown data set {spec!r}; use digits, cifar10:PATH or imagefolder:PATH")
+        data = load_digits(resolution)
+    elif kind == "cifar10" and path:
+        data = load_cifar10(path, resolution)
+    elif kind == "imagefolder" and path:
+        data = load_imagefolder(path, resolution)
+    else:
+        raise ScarletError(f"unknown data set {spec[:80]!r}; use digits, cifar10:PATH or imagefolder:PATH")
+    for name, split in (("training", data.train), ("validation", data.val)):
+        if len(split) == 0:
+            raise ScarletError(f"data set {spec}: the {name} split is empty")
+        if split.labels.min() < 0 or split.labels.max() >= data.num_classes:
+            raise ScarletError(f"data set {spec}: {name} labels must lie in 0..{data.num_classes - 1}, found "
+                               f"{int(split.labels.min())}..{int(split.labels.max())}")
+    return data
 
 
 class BatchStream:
@@ -233,8 +248,20 @@ class BatchStream:
                 "order": self.order.clone()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a saved position; a state that cannot belong to this split is a ScarletError."""
+        epoch, position, order = state["epoch"], state["position"], state["order"]
+        n = len(self.split)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (epoch, position)) or epoch < 0 \
+                or not 0 <= position <= self.steps_per_epoch:
+            from scarlet.config import describe
+
+            raise ScarletError(f"saved data position (epoch {describe(epoch)}, step {describe(position)}) is "
+                               f"invalid for {self.steps_per_epoch} steps per epoch")
+        if not (isinstance(order, torch.Tensor) and order.dtype == torch.int64 and order.shape == (n,)
+                and torch.equal(order.sort().values, torch.arange(n))):
+            raise ScarletError(f"saved data order is not a permutation of the {n} training images")
         self.generator.set_state(state["generator"])
-        self.epoch, self.position, self.order = state["epoch"], state["position"], state["order"]
+        self.epoch, self.position, self.order = epoch, position, order
 
 
 def batches(split: Split, batch_size: int, limit: int | None = None):

@@ -12,7 +12,8 @@ class ScarletError(Exception):
 
 
 def cli_main(fn):
-    """Run a CLI entry point: ScarletError (and argparse's errors) print one line and exit 2, no traceback."""
+    """Run a CLI entry point: ScarletError, argparse's errors and OSError (e.g. a full disk) print one line and exit
+    2, no traceback."""
 
     @functools.wraps(fn)
     def wrapper(argv=None):
@@ -20,6 +21,10 @@ def cli_main(fn):
             return fn(argv)
         except ScarletError as e:
             print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        except OSError as e:  # a full disk, a permission, a vanished file: the system's reason, on one line
+            where = f" ({e.filename})" if e.filename else ""
+            print(f"error: {e.strerror or type(e).__name__}{where}", file=sys.stderr)
             raise SystemExit(2) from None
         except KeyboardInterrupt:
             print("interrupted: the last checkpoint written is intact", file=sys.stderr)

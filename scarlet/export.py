@@ -24,7 +24,10 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import os
+import shutil
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -44,6 +47,7 @@ VERSION = 1
 VARIANTS = ("exact", "retrain")
 ONNX_OPSET = 17
 ARTIFACTS = ("model.pt", "arch.json", "model.pt2", "model.onnx", "report.json")
+FAILED_REPORT = "report.failed.json"  # where a failed export's report goes, beside the untouched previous export
 
 
 def retrain_net(supernet: Supernet, arch, inherit: bool = True) -> tuple[StandaloneNet, list[str]]:
@@ -133,8 +137,8 @@ def export(supernet: Supernet, arch, out_dir, *, variant: str = "exact", fold_bn
            onnx: bool = False, init: str = "inherit", batch: int = 4, seed: int = 0, source: str | None = None) -> dict:
     """Build, check and write the exported network of ``arch``; returns the report (also DIR/report.json).
 
-    Raises ScarletError when the exact fold misses its tolerance or a reloaded artifact disagrees; report.json is
-    written either way.
+    Raises ScarletError when the exact fold misses its tolerance or a reloaded artifact disagrees; the report then
+    goes to DIR/report.failed.json and the files of a previous export in DIR stay as they were.
     """
     if variant not in VARIANTS:
         raise ScarletError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
@@ -144,11 +148,41 @@ def export(supernet: Supernet, arch, out_dir, *, variant: str = "exact", fold_bn
         raise ScarletError("--batch must be at least 2 (the round trips also run batch 1)")
     if onnx and not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
         raise ScarletError("--onnx needs the onnx and onnxruntime packages (pip install 'scarlet[export]')")
+    arch = supernet.arch(arch)  # a bad architecture is refused before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name in ARTIFACTS:  # never leave a previous export's files beside this export's report
-        (out / name).unlink(missing_ok=True)
-    arch = supernet.arch(arch)
+    # Everything is written and checked in a staging directory inside DIR, then moved over the previous export:
+    # a failure (bad fold, full disk) leaves the previous export as it was.
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    try:
+        report, failed = _build(supernet, arch, staging, variant, fold_bn, onnx, init, batch, seed, source)
+        text = json.dumps(report, indent=2) + "\n"
+        if failed:
+            atomic_write_text(out / FAILED_REPORT, text)
+            raise ScarletError(f"export of {arch.encoding()} failed: {'; '.join(failed)} (see {out / FAILED_REPORT};"
+                               f" the previous contents of {out} are untouched)")
+        atomic_write_text(staging / "report.json", text)
+        _swap_in(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return json.loads(text)
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Move the new export's files over the old ones; report.json (which marks a complete export) goes first
+    out and last in, and a previous export's files that this one does not have are removed."""
+    (out / "report.json").unlink(missing_ok=True)
+    for name in (*ARTIFACTS, FAILED_REPORT):
+        if not (staging / name).exists():
+            (out / name).unlink(missing_ok=True)
+    for name in (*[a for a in ARTIFACTS if a != "report.json"], "report.json"):
+        if (staging / name).exists():
+            os.replace(staging / name, out / name)
+
+
+def _build(supernet: Supernet, arch: Arch, out: Path, variant: str, fold_bn: bool, onnx: bool, init: str,
+           batch: int, seed: int, source: str | None) -> tuple[dict, list[str]]:
+    """Build and check the network, write its artifacts into ``out``; returns the report and what failed."""
     config = supernet.config
     sup32 = copy.deepcopy(supernet).to("cpu", torch.float32).eval()
     report = {"format": FORMAT, "version": VERSION, "variant": variant, "supernet": source, "arch": arch.encoding(),
@@ -184,11 +218,7 @@ def export(supernet: Supernet, arch, out_dir, *, variant: str = "exact", fold_bn
         inputs = [random_inputs(config, batch, seed=seed + 1), random_inputs(config, 1, seed=seed + 2)]
         failed += _write_artifacts(net, out, meta, report, onnx, inputs)
     report["ok"] = not failed
-    text = json.dumps(report, indent=2) + "\n"
-    atomic_write_text(out / "report.json", text)
-    if failed:
-        raise ScarletError(f"export of {arch.encoding()} failed: {'; '.join(failed)} (see {out / 'report.json'})")
-    return json.loads(text)
+    return report, failed
 
 
 def _write_artifacts(net: nn.Module, out: Path, meta: dict, report: dict, onnx: bool,
@@ -259,20 +289,29 @@ def _parse(argv):
 def main(argv=None):
     from scarlet import load_supernet
 
+    from scarlet.config import check_values, flag, schema
+    from scarlet.rundir import RunLock, output_dir
+
     args = _parse(argv)
+    options = schema("export")
+    check_values({k: getattr(args, k) for k in options}, options, flag)
+    out = output_dir(args.out, empty_is_cwd=True, create=False)  # --out '' is the current directory
     supernet = load_supernet(args.supernet)
-    report = export(supernet, args.arch, args.out, variant=args.variant, fold_bn=args.fold_bn, onnx=args.onnx,
-                    init=args.init, batch=args.batch, seed=args.seed, source=str(args.supernet))
+    supernet.arch(args.arch)  # refused here, before the output directory is created or locked
+    output_dir(str(out))
+    with RunLock(out):
+        report = export(supernet, args.arch, out, variant=args.variant, fold_bn=args.fold_bn, onnx=args.onnx,
+                        init=args.init, batch=args.batch, seed=args.seed, source=str(args.supernet))
     if report["variant"] == "exact":
         c = report["check"]
         print(f"exact fold of {report['arch']}: float64 rel error {c['float64']['max_rel']:.2e}, float32 "
               f"{c['float32']['max_rel']:.2e}; {len(report['folds'])} identity run(s) folded, "
               f"{len(report['projections'])} projection shortcut(s); "
               f"{report['cost']['fvcore']['madds'] / 1e6:.2f}M MAdds, {report['cost']['module_params'] / 1e6:.3f}M "
-              f"params -> {args.out}")
+              f"params -> {out}")
     else:
         print(f"retrain variant of {report['arch']} (ELS dropped, not verified against the supernet; "
-              f"{len(report['fresh'])} fresh tensors) -> {args.out}")
+              f"{len(report['fresh'])} fresh tensors) -> {out}")
     return 0
 
 

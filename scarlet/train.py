@@ -13,6 +13,7 @@ the step, and the sampler, data order and RNG states are in the checkpoint.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -24,10 +25,11 @@ import torch.nn.functional as F
 
 from scarlet.arch import NAMED_ARCHS, parse_arch
 from scarlet.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, save_checkpoint
-from scarlet.config import resolve, resolve_device
+from scarlet.config import check_saved, describe, flag, resolve, resolve_device, schema
 from scarlet.cost import CostModel
 from scarlet.data import BatchStream, batches, load_dataset
 from scarlet.errors import ArgumentParser, ScarletError, cli_main
+from scarlet.rundir import RunLock, output_dir, read_jsonl, require_files
 from scarlet.samplers import SAMPLERS, make_sampler
 from scarlet.space import SKIP_KINDS, SPACES, get_space
 from scarlet.supernet import Supernet, SupernetConfig
@@ -78,13 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _positive(cfg: dict, *keys):
-    for k in keys:
-        v = cfg.get(k)
-        if v is not None and not v > 0:
-            raise ScarletError(f"--{k.replace('_', '-')} must be positive, got {v}")
-
-
 def learning_rate(cfg: dict, step: int, steps_per_epoch: int) -> float:
     """A pure function of the step, so that resumed runs follow the same schedule."""
     if cfg["arch"] is None:  # cosine to 0 over the planned epochs (FairNAS)
@@ -125,6 +120,18 @@ class Run:
         space = get_space(self.model_config.space)
         self.choice_counts = torch.zeros(space.num_layers, space.num_choices, dtype=torch.int64)
         self.last_loss = float("nan")
+        self.saved_step: int | None = None  # step of the newest checkpoint known good (None: none written yet)
+
+    def last_good(self, out: Path) -> str:
+        """Where a stopped run can be resumed from, for error messages."""
+        if self.saved_step is None:
+            return f"no checkpoint has been written in {out} yet"
+        return f"the last good checkpoint is {out / CHECKPOINT_NAME} (step {self.saved_step}); --resume continues it"
+
+    def finite(self) -> bool:
+        """Whether every weight and buffer is finite (checked after an update, before it is checkpointed)."""
+        tensors = [t for t in (*self.model.parameters(), *self.model.buffers()) if t.is_floating_point()]
+        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
     def state(self) -> dict:
         return {"kind": self.kind, "config": self.model_config.to_dict(), "run_config": self.cfg,
@@ -136,15 +143,32 @@ class Run:
                 "step": self.step, "choice_counts": self.choice_counts, "last_loss": self.last_loss}
 
     def load(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.sampler is not None:
-            self.sampler.load_state_dict(state["sampler"])
-        self.stream.load_state_dict(state["stream"])
-        torch.set_rng_state(state["torch_rng"])
-        if self.device.type == "cuda" and state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        self.step, self.choice_counts, self.last_loss = state["step"], state["choice_counts"], state["last_loss"]
+        """Restore a checkpoint; anything missing, of the wrong type or shape is a one-line ScarletError."""
+        path = state.get("path", "the checkpoint")
+        step, counts, loss = state.get("step"), state.get("choice_counts"), state.get("last_loss")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ScarletError(f"checkpoint {path}: step must be a non-negative integer, got {describe(step)}")
+        if not (isinstance(counts, torch.Tensor) and counts.dtype == torch.int64
+                and counts.shape == self.choice_counts.shape):
+            raise ScarletError(f"checkpoint {path}: choice_counts is not a {tuple(self.choice_counts.shape)} "
+                               f"int64 tensor")
+        if not isinstance(loss, float):
+            raise ScarletError(f"checkpoint {path}: last_loss must be a number, got {describe(loss)}")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.sampler is not None:
+                self.sampler.load_state_dict(state["sampler"])
+            self.stream.load_state_dict(state["stream"])
+            torch.set_rng_state(state["torch_rng"])
+            if self.device.type == "cuda" and state["cuda_rng"]:
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise ScarletError(f"checkpoint {path} is damaged or belongs to another run "
+                               f"({type(e).__name__}: {first})") from None
+        self.step, self.choice_counts, self.last_loss = step, counts, loss
+        self.saved_step = step
 
 
 def _make_step(run: Run, executor: str, autocast_dtype):
@@ -173,11 +197,15 @@ def _choose_executor(cfg: dict, device: torch.device) -> str:
 
 
 def _trim_metrics(path: Path, step: int) -> None:
-    """Drop metrics lines written after the checkpoint we resume from (a crash may have left some)."""
+    """Drop metrics lines written after the checkpoint we resume from, and a torn last line (a crash or a full
+    disk may have left either)."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
-    atomic_write_text(path, "".join(line + "\n" for line in keep))
+    records = read_jsonl(path)
+    if not all(isinstance(r.get("step"), int) and not isinstance(r.get("step"), bool) for r in records):
+        raise ScarletError(f"{path} holds a line without an integer step; the log is damaged (move it away to "
+                           f"resume without it)")
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records if r["step"] <= step))
 
 
 def _evaluate(run: Run) -> list[dict]:
@@ -215,8 +243,8 @@ def _print_table(rows: list[dict]) -> None:
               f"{r['madds_224'] / 1e6:>9.1f}M  {r['arch']}")
 
 
-def _resolve_config(args, parser) -> dict:
-    cfg = resolve(args, DEFAULTS, parser)
+def _resolve_config(args) -> dict:
+    cfg = resolve(args, DEFAULTS, schema("train"))
     if cfg["arch"] is not None and args.space is None and "space" not in _file_keys(args):
         # A named architecture brings its own space unless one is given.
         cfg["space"] = NAMED_ARCHS.get(cfg["arch"].strip().lower(), (cfg["space"],))[0]
@@ -230,9 +258,6 @@ def _resolve_config(args, parser) -> dict:
         cfg["weight_decay"] = 1e-5 if standalone else 4e-5
     if cfg["dropout"] is None:
         cfg["dropout"] = 0.2 if standalone else 0.0
-    _positive(cfg, "epochs", "max_steps", "batch_size", "lr", "width", "resolution", "checkpoint_every", "log_every")
-    if cfg["weight_decay"] < 0 or not 0 <= cfg["dropout"] < 1 or cfg["eval_archs"] < 0 or cfg["recalib_batches"] < 0:
-        raise ScarletError("--weight-decay, --eval-archs and --recalib-batches must be >= 0 and --dropout in [0, 1)")
     return cfg
 
 
@@ -242,47 +267,91 @@ def _file_keys(args) -> set:
     return set(read_config_file(args.config)) if args.config else set()
 
 
+DERIVED = ("lr", "weight_decay", "resolution", "dropout")  # None in DEFAULTS, always set in a run's configuration
+
+
+def _resumed_config(args, out: Path) -> tuple[dict, dict]:
+    """The saved run configuration, checked like flags, with the flags a resumed run may change applied."""
+    ckpt_path = out / CHECKPOINT_NAME
+    if not ckpt_path.is_file():
+        raise ScarletError(f"--resume: no checkpoint at {ckpt_path}")
+    state = load_checkpoint(ckpt_path)
+    source = f"checkpoint {ckpt_path}: run configuration"
+    if "run_config" not in state:
+        raise ScarletError(f"checkpoint {ckpt_path} has no run configuration to resume from")
+    options = schema("train")
+    saved = state["run_config"]
+    if isinstance(saved, dict):  # runs written before the schema also saved these two flags
+        saved = {k: v for k, v in saved.items() if k not in ("no_progress", "resume")}
+    cfg = check_saved(saved, options, DEFAULTS, source)
+    for key in DERIVED:
+        if cfg[key] is None:
+            raise ScarletError(f"{source}: {key} is null")
+    for key, value in vars(args).items():
+        if value is None or key not in DEFAULTS:
+            continue
+        value = options[key].check(value, flag(key)) if key in options else value
+        if key in RESUMABLE:
+            cfg[key] = value
+        elif cfg.get(key) != value:
+            raise ScarletError(f"{flag(key)} {describe(value)} conflicts with the run in {out} "
+                               f"({key} = {describe(cfg.get(key))}); drop the flag or start a new --out")
+    cfg["out"] = str(out)
+    return cfg, state
+
+
+RUN_FILES = (CHECKPOINT_NAME, "config.json", "metrics.jsonl", "summary.json")
+
+
 @cli_main
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    out = Path(args.out or DEFAULTS["out"])
-    ckpt_path = out / CHECKPOINT_NAME
+    with contextlib.ExitStack() as held:  # the run directory's lock, released however main ends
+        return _main(args, held)
+
+
+def _main(args, held: contextlib.ExitStack) -> int:
     if args.resume:
-        if not ckpt_path.exists():
-            raise ScarletError(f"--resume: no checkpoint at {ckpt_path}")
-        state = load_checkpoint(ckpt_path)
-        saved = state.get("run_config")
-        if not isinstance(saved, dict):
-            raise ScarletError(f"checkpoint {ckpt_path} has no run configuration to resume from")
-        cfg = dict(saved)
-        for key, value in vars(args).items():
-            if value is None or key in ("resume", "config", "no_progress"):
-                continue
-            if key in RESUMABLE:
-                cfg[key] = value
-            elif cfg.get(key) != value:
-                raise ScarletError(f"--{key.replace('_', '-')} {value} conflicts with the run in {out} "
-                                   f"({key} = {cfg.get(key)}); drop the flag or start a new --out")
-        cfg["out"] = str(out)
+        if args.config:
+            raise ScarletError("--config cannot be combined with --resume: the run continues with its saved "
+                               "configuration")
+        out = output_dir(DEFAULTS["out"] if args.out is None else args.out, create=False)
+        if not out.is_dir():
+            raise ScarletError(f"--resume: no checkpoint at {out / CHECKPOINT_NAME} (no such directory)")
+        held.enter_context(RunLock(out))  # before reading: a run still writing here must not be resumed
+        require_files(out, RUN_FILES)
+        cfg, state = _resumed_config(args, out)
     else:
-        cfg = _resolve_config(args, parser)
-        if ckpt_path.exists():
+        cfg = _resolve_config(args)
+        out = output_dir(cfg["out"], create=False)  # checked now, created once the data set has loaded
+        locked = out.is_dir()
+        if locked:  # refuse a second writer before doing anything
+            held.enter_context(RunLock(out))
+        require_files(out, RUN_FILES)
+        if (out / CHECKPOINT_NAME).exists():
             raise ScarletError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         state = None
     device = resolve_device(cfg["device"])
     run = Run(cfg, device)
     if state is not None:
         if state["kind"] != run.kind or state["config"] != run.model_config.to_dict():
-            raise ScarletError(f"checkpoint {ckpt_path} does not match its run configuration")
+            raise ScarletError(f"checkpoint {state['path']} does not match its run configuration")
         run.load(state)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
+    elif not locked:
+        output_dir(str(out))
+        held.enter_context(RunLock(out))
+        if (out / CHECKPOINT_NAME).exists():  # another run started here between our check and our lock
+            raise ScarletError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     metrics_path = out / "metrics.jsonl"
-    if state is not None:
-        _trim_metrics(metrics_path, run.step)
-    elif metrics_path.exists():
-        metrics_path.unlink()
+    try:
+        atomic_write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
+        if state is not None:
+            _trim_metrics(metrics_path, run.step)
+        elif metrics_path.exists():
+            metrics_path.unlink()
+    except OSError as e:
+        raise ScarletError(f"cannot write to {out} ({e.strerror}); {run.last_good(out)}") from None
     train(run, out, metrics_path, progress=not args.no_progress)
     return 0
 
@@ -305,7 +374,9 @@ def train(run: Run, out: Path, metrics_path: Path, progress: bool = True) -> Non
 
     bar = tqdm(total=total, initial=run.step, disable=not progress, unit="step", dynamic_ncols=True)
     started = time.time()
-    with open(metrics_path, "a") as metrics:
+    # Unbuffered: each line reaches the file in one write, and a failed write cannot resurface when the file is
+    # closed. A torn line (full disk, crash) is dropped on --resume.
+    with open(metrics_path, "ab", buffering=0) as metrics:
         while run.step < total:
             images, labels = run.stream.next()
             images, labels = images.to(dev, non_blocking=True), labels.to(dev, non_blocking=True)
@@ -320,20 +391,27 @@ def train(run: Run, out: Path, metrics_path: Path, progress: bool = True) -> Non
             run.step += 1
             run.last_loss = losses.mean().item()
             if not math.isfinite(run.last_loss):
-                raise ScarletError(f"training diverged at step {run.step} (loss {run.last_loss}); "
-                                   f"lower --lr; the last checkpoint in {out} is intact")
+                _diverged(run, out, f"loss {run.last_loss}")
             bar.update(1)
             bar.set_postfix(loss=f"{run.last_loss:.3f}", lr=f"{lr:.4f}")
             epoch_end = run.step % spe == 0
-            if run.step % cfg["log_every"] == 0 or epoch_end or run.step == total:
-                line = {"step": run.step, "epoch": run.step / spe, "lr": lr, "loss": run.last_loss,
-                        "elapsed_s": round(time.time() - started, 3)}
-                if epoch_end and run.kind == "standalone":
-                    line["val_acc"] = _standalone_accuracy(run)
-                metrics.write(json.dumps(line) + "\n")
-                metrics.flush()
-            if run.step % every == 0 or run.step == total:
-                save_checkpoint(out / CHECKPOINT_NAME, run.state())
+            try:
+                if run.step % cfg["log_every"] == 0 or epoch_end or run.step == total:
+                    line = {"step": run.step, "epoch": run.step / spe, "lr": lr, "loss": run.last_loss,
+                            "elapsed_s": round(time.time() - started, 3)}
+                    if epoch_end and run.kind == "standalone":
+                        line["val_acc"] = _standalone_accuracy(run)
+                    metrics.write((json.dumps(line) + "\n").encode())
+                if run.step % every == 0 or run.step == total:
+                    # The loss above was computed before this step's update: the weights are what gets saved.
+                    if not run.finite():
+                        _diverged(run, out, "non-finite weights after the update")
+                    save_checkpoint(out / CHECKPOINT_NAME, run.state())
+                    run.saved_step = run.step
+            except OSError as e:
+                bar.close()
+                raise ScarletError(f"cannot write {e.filename or out} at step {run.step} ({e.strerror}); "
+                                   f"{run.last_good(out)}") from None
     bar.close()
     summary = {"kind": run.kind, "space": cfg["space"], "steps": run.step, "epochs": run.step / spe,
                "final_train_loss": run.last_loss, "choice_counts": run.choice_counts.tolist(),
@@ -348,8 +426,16 @@ def train(run: Run, out: Path, metrics_path: Path, progress: bool = True) -> Non
         summary["madds"], summary["params"] = CostModel(run.model_config).cost(run.arch)
         print(f"{run.arch.encoding()}: top-1 {summary['val_acc']:.3f}, {summary['madds'] / 1e6:.2f}M MAdds, "
               f"{summary['params'] / 1e6:.3f}M params")
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    try:
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    except OSError as e:
+        raise ScarletError(f"cannot write {out / 'summary.json'} ({e.strerror}); training finished and "
+                           f"{run.last_good(out)}") from None
     print(f"final training loss {run.last_loss:.4f}; wrote {out / 'summary.json'}")
+
+
+def _diverged(run: Run, out: Path, what: str):
+    raise ScarletError(f"training diverged at step {run.step} ({what}); lower --lr; {run.last_good(out)}")
 
 
 @torch.no_grad()

@@ -83,7 +83,7 @@ def test_errors_name_position_and_allowed_values(text, space, match):
 def test_error_lists_allowed_values_and_rejects_floats_and_unknown_space():
     with pytest.raises(ScarletError, match="0=e3k3, 1=e3k5"):
         parse_arch([9] * 19, "fairnas")
-    with pytest.raises(ScarletError, match="must be integers"):
+    with pytest.raises(ScarletError, match="layer 1: choice must be an integer, got a float"):
         parse_arch([0.5] * 19, "fairnas")
     with pytest.raises(ScarletError, match="unknown search space 'nope'"):
         parse_arch([0] * 19, "nope")

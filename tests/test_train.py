@@ -104,7 +104,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
                    "missing", "does not exist")
     one_line_error(run_cli("--dataset", "mnist", "--out", str(tmp_path / "x")), "unknown data set 'mnist'")
     one_line_error(run_cli("--arch", "1,2,3", "--space", "scarlet-s1", "--out", str(tmp_path / "x")), "3 layers")
-    one_line_error(run_cli("--lr", "-1", "--out", str(tmp_path / "x")), "--lr must be positive")
+    one_line_error(run_cli("--lr", "-1", "--out", str(tmp_path / "x")), "--lr must lie in (0, 100]")
     bad_choice = run_cli("--skip", "identity")
     assert bad_choice.returncode == 2 and "invalid choice" in bad_choice.stderr
     cfg = tmp_path / "c.yaml"

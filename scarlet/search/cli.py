@@ -14,6 +14,7 @@ and every generation: ``--resume`` continues the search exactly where it stopped
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
@@ -23,8 +24,9 @@ from pathlib import Path
 
 import torch
 
-from scarlet.config import resolve_device
+from scarlet.config import describe, flag, resolve_device
 from scarlet.errors import ArgumentParser, ScarletError, cli_main
+from scarlet.rundir import RunLock, output_dir, require_files
 from scarlet.search.algorithm import SearchConfig
 
 STATE_NAME = "search_state.json"
@@ -57,6 +59,8 @@ def amount(text) -> float:
     """``500M``, ``12.5k``, ``5e8`` or a plain number."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         return float(text)
+    if not isinstance(text, str):
+        raise ValueError(f"not an amount: a {type(text).__name__}")
     m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([kKmMgG]?)\s*", str(text))
     try:
         value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
@@ -117,19 +121,52 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _floats(text) -> list[float]:
-    parts = [t for t in re.split(r"[\s,;]+", str(text).strip().strip("[]()")) if t]
-    try:
-        return [float(t) for t in parts]
-    except ValueError:
-        raise ScarletError(f"--weights {text!r}: expected numbers separated by commas") from None
+def weights_list(value) -> str:
+    """Crowding weights as ``"0.4,0.4,0.2"`` (or a list of numbers in a config file): finite, >= 0, some > 0."""
+    if isinstance(value, (list, tuple)):
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise ValueError(value)
+        numbers = [float(v) for v in value]
+    elif isinstance(value, str):
+        numbers = [float(t) for t in re.split(r"[\s,;]+", value.strip().strip("[]()")) if t]
+    else:
+        raise ValueError(value)
+    if not numbers or not all(math.isfinite(w) and w >= 0 for w in numbers) or not any(numbers):
+        raise ValueError(value)
+    return ",".join(map(str, numbers))
 
 
-def _settings(args, parser) -> tuple[dict, dict | None]:
-    """Resolved settings of a new search, or of the saved one when resuming."""
-    from scarlet.config import resolve
+weights_list.__name__ = "list of weights (e.g. 0.4,0.4,0.2; finite, >= 0)"
 
-    out = Path(args.out or DEFAULTS["out"])
+
+def objectives_spec(value) -> str:
+    """``NAME:min|max,...``; the sense is required: a bare ``acc`` would have to guess whether to minimise it."""
+    if not isinstance(value, str):
+        raise ValueError(value)
+    for item in value.split(","):
+        if item.strip() and item.partition(":")[2].strip() not in ("min", "max"):
+            raise ValueError(f"say whether to minimise or maximise {describe(item.strip())}, e.g. acc:max or "
+                             f"madds:min")
+    return value
+
+
+objectives_spec.__name__ = "list of objectives (NAME:min or NAME:max, comma separated)"
+
+
+def _floats(text: str) -> list[float]:
+    return [float(t) for t in re.split(r"[\s,;]+", text.strip().strip("[]()")) if t]
+
+
+def _out(args) -> Path:
+    return output_dir(DEFAULTS["out"] if args.out is None else args.out, create=False)
+
+
+def _settings(args) -> tuple[dict, dict | None]:
+    """Resolved settings of a new search, or of the saved one when resuming, checked by the search schema."""
+    from scarlet.config import check_saved, resolve, schema
+
+    options = schema("search")
+    out = _out(args)
     state_path = out / STATE_NAME
     if args.resume:
         if args.config:
@@ -138,24 +175,27 @@ def _settings(args, parser) -> tuple[dict, dict | None]:
         if not state_path.exists():
             raise ScarletError(f"--resume: no search state at {state_path}")
         saved = _read_state(state_path)
-        cfg = {**DEFAULTS, **saved["settings"]}
-        explicit = {k: v for k, v in vars(args).items()
-                    if v is not None and k not in ("resume", "config", "no_progress")}
-        for key, value in explicit.items():
+        settings = saved["settings"]
+        if isinstance(settings, dict):  # searches written before the schema also saved the flags below
+            settings = {k: v for k, v in settings.items() if k not in ("resume", "no_progress", "config")}
+        cfg = check_saved(settings, options, DEFAULTS, f"search state {state_path}: settings")
+        for key, value in vars(args).items():
+            if value is None or key not in DEFAULTS:
+                continue
+            value = options[key].check(value, flag(key))
             if key in RESUMABLE:
                 cfg[key] = str(Path(value).resolve()) if key == "supernet" else value
             elif cfg.get(key) != value:
-                raise ScarletError(f"--{key.replace('_', '-')} {value} conflicts with the search in {out} "
-                                   f"({key} = {cfg.get(key)}); drop the flag or start a new --out")
+                raise ScarletError(f"{flag(key)} {describe(value)} conflicts with the search in {out} "
+                                   f"({key} = {describe(cfg.get(key))}); drop the flag or start a new --out")
         cfg["out"] = str(out)
         return cfg, saved
-    if state_path.exists():
-        raise ScarletError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
     if args.config and not Path(args.config).exists() and (SHIPPED_CONFIGS / f"{args.config}.yaml").is_file():
         args.config = str(SHIPPED_CONFIGS / f"{args.config}.yaml")  # --config paper
-    cfg = resolve(args, DEFAULTS, parser)
-    for key in ("resume", "no_progress"):
-        cfg.pop(key, None)
+    cfg = resolve(args, DEFAULTS, options)
+    out = output_dir(cfg["out"], create=False)  # an out: key in the config file is honoured
+    if (out / STATE_NAME).exists():
+        raise ScarletError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
     cfg["out"] = str(out)
     if cfg["supernet"] is None:
         raise ScarletError("--supernet RUN_DIR is required")
@@ -166,10 +206,16 @@ def _settings(args, parser) -> tuple[dict, dict | None]:
 def _read_state(path: Path) -> dict:
     try:
         state = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ScarletError(f"search state {path} is unreadable ({str(e).splitlines()[0]})") from None
-    if not isinstance(state, dict) or state.get("format") != CLI_STATE_FORMAT or "search" not in state:
+    except (OSError, ValueError, RecursionError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise ScarletError(f"search state {path} is unreadable ({first})") from None
+    if not isinstance(state, dict) or state.get("format") != CLI_STATE_FORMAT or "search" not in state \
+            or "settings" not in state or not isinstance(state.get("space"), str):
         raise ScarletError(f"{path} is not a search state written by python -m scarlet.search")
+    elapsed = state.get("elapsed", [])
+    if not isinstance(elapsed, list) or not all(isinstance(t, (int, float)) and not isinstance(t, bool)
+                                                and math.isfinite(t) for t in elapsed):
+        raise ScarletError(f"search state {path}: elapsed must be a list of finite numbers")
     return state
 
 
@@ -182,13 +228,26 @@ def _search_config(cfg: dict, objectives) -> SearchConfig:
         raise ScarletError(f"bad search setting: {e}") from None
 
 
+RUN_KEYS = ("dataset", "recalib_batches", "batch_size")  # what the search takes from the training run
+
+
 def _run_config(supernet_path: Path) -> dict:
-    """The training run's configuration (config.json beside the checkpoint), if there is one."""
-    folder = supernet_path if supernet_path.is_dir() else supernet_path.parent
-    try:
-        return json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
+    """What the search uses of the training run's configuration (config.json beside the checkpoint), checked by
+    the training schema; {} when there is no such file."""
+    from scarlet.config import schema
+
+    path = (supernet_path if supernet_path.is_dir() else supernet_path.parent) / "config.json"
+    if not path.exists():
         return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as e:
+        raise ScarletError(f"{path} is unreadable ({(str(e).splitlines() or [type(e).__name__])[0][:200]}); pass "
+                           f"--dataset and move it away") from None
+    if not isinstance(data, dict):
+        raise ScarletError(f"{path} is not a training run configuration (not a mapping)")
+    options = schema("train")
+    return {k: options[k].check(data[k], f"{path}: {k}") for k in RUN_KEYS if k in data}
 
 
 def _batches(cfg: dict, model, run_cfg: dict, device: torch.device):
@@ -209,18 +268,6 @@ def _batches(cfg: dict, model, run_cfg: dict, device: torch.device):
     return calib, val, spec
 
 
-def _check(cfg: dict) -> None:
-    for key in ("population", "k", "val_batch_size", "multi_max"):
-        if cfg[key] is None or cfg[key] < 1:
-            raise ScarletError(f"--{key.replace('_', '-')} must be positive, got {cfg[key]}")
-    for key in ("generations", "recalib_batches", "val_batches", "calib_batch_size", "budget", "max_draws",
-                "eval_chunk", "threads"):
-        if cfg[key] is not None and cfg[key] < (0 if key in ("generations", "recalib_batches") else 1):
-            raise ScarletError(f"--{key.replace('_', '-')} is out of range: {cfg[key]}")
-    if cfg["acc_min"] is not None and not 0 <= cfg["acc_min"] <= 1:
-        raise ScarletError(f"--acc-min is a fraction in [0, 1], got {cfg['acc_min']}")
-
-
 def _objectives(cfg: dict):
     from scarlet.search.problem import parse_objectives
 
@@ -233,10 +280,18 @@ def _objectives(cfg: dict):
 
 @cli_main
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    cfg, saved = _settings(args, parser)
-    _check(cfg)
+    args = build_parser().parse_args(argv)
+    with contextlib.ExitStack() as held:  # the output directory's lock, released however main ends
+        return _main(args, held)
+
+
+def _main(args, held: contextlib.ExitStack) -> int:
+    if args.resume and (_out(args) / STATE_NAME).is_file():
+        held.enter_context(RunLock(_out(args)))  # before reading the state: a search still writing it must wait
+    cfg, saved = _settings(args)
+    locked = saved is not None or Path(cfg["out"]).is_dir()
+    if saved is None and locked:  # refuse a second writer before loading anything
+        held.enter_context(RunLock(Path(cfg["out"])))
     objectives = _objectives(cfg)
     search_config = _search_config(cfg, objectives)
     device = resolve_device(cfg["device"])
@@ -254,21 +309,59 @@ def main(argv=None):
     if saved is not None and saved["space"] != model.space.name:
         raise ScarletError(f"{supernet_path} is now a {model.space.name} supernet; the search in {cfg['out']} ran "
                            f"on {saved['space']}")
+    fingerprint = _fingerprint(model)
+    if saved is not None and saved.get("supernet_fingerprint", fingerprint) != fingerprint:
+        raise ScarletError(f"{supernet_path} is not the supernet the search in {cfg['out']} evaluated (its weights "
+                           f"differ); resume with that supernet or start a new --out")
     calib, val, data_spec = _batches(cfg, model, _run_config(supernet_path), device)
     evaluator = SupernetEvaluator(model, calib, val, cfg["evaluator"], cfg["eval_chunk"])
     problem = supernet_problem(model, evaluator, objectives, cost_model_for(model, cfg["cost_model"]),
                                madds_max=cfg["madds_max"], acc_min=cfg["acc_min"])
     algo = STRATEGIES[cfg["strategy"]](problem, search_config)
     elapsed: list[float] = []
-    if saved is not None:
-        algo.load_state_dict(saved["search"])
-        elapsed = list(saved.get("elapsed", []))
     out = Path(cfg["out"])
-    out.mkdir(parents=True, exist_ok=True)
-    return _search(algo, cfg, out, elapsed, model.space.name, data_spec, progress=not args.no_progress)
+    if saved is not None:
+        _load_search_state(algo, saved["search"], out / STATE_NAME)
+        elapsed = list(saved.get("elapsed", []))
+    elif not locked:
+        output_dir(str(out))
+        held.enter_context(RunLock(out))
+        if (out / STATE_NAME).exists():  # another search started here between our check and our lock
+            raise ScarletError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
+    require_files(out, OUTPUT_FILES)
+    return _search(algo, cfg, out, elapsed, model.space.name, fingerprint, data_spec, progress=not args.no_progress)
 
 
-def _search(algo, cfg: dict, out: Path, elapsed: list[float], space: str, data_spec: str, progress: bool) -> int:
+OUTPUT_FILES = (STATE_NAME, "history.jsonl", "pareto.json", "evaluated.csv", "pareto.png")
+
+
+def _fingerprint(model) -> str:
+    """A hash of the supernet's weights: a resumed search must evaluate the supernet it started on."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _load_search_state(algo, state, path: Path) -> None:
+    """Restore a saved search; a state that does not fit this problem (tampered, another space) is one line."""
+    try:
+        algo.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError, OverflowError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ScarletError(f"search state {path} is damaged or belongs to another search "
+                           f"({type(e).__name__}: {first})") from None
+    choices = algo.problem.num_choices
+    for genome in algo.archive.records:
+        if len(genome) != len(choices) or not all(0 <= g < c for g, c in zip(genome, choices)):
+            raise ScarletError(f"search state {path} holds architectures that are not in this search space")
+
+
+def _search(algo, cfg: dict, out: Path, elapsed: list[float], space: str, fingerprint: str, data_spec: str,
+            progress: bool) -> int:
     from tqdm import tqdm
 
     from scarlet.checkpoint import atomic_write_text
@@ -291,8 +384,8 @@ def _search(algo, cfg: dict, out: Path, elapsed: list[float], space: str, data_s
 
     def checkpoint(algorithm, record):
         elapsed.append(time.time() - started)
-        state = {"format": CLI_STATE_FORMAT, "settings": cfg, "space": space, "elapsed": elapsed,
-                 "search": algorithm.state_dict()}
+        state = {"format": CLI_STATE_FORMAT, "settings": cfg, "space": space, "supernet_fingerprint": fingerprint,
+                 "elapsed": elapsed, "search": algorithm.state_dict()}
         atomic_write_text(out / STATE_NAME, json.dumps(state) + "\n")
         write_history_jsonl(out / "history.jsonl", algorithm.history, elapsed)
         bar.update(1)
@@ -301,12 +394,16 @@ def _search(algo, cfg: dict, out: Path, elapsed: list[float], space: str, data_s
 
     try:
         result = algo.run(callback=checkpoint)
+        write_pareto_json(out / "pareto.json", result, space)
+        write_evaluated_csv(out / "evaluated.csv", algo, result)
+        write_history_jsonl(out / "history.jsonl", algo.history, elapsed)
+        plotted = plot_pareto(out / "pareto.png", algo, result)
+    except OSError as e:
+        saved = (f"the search state in {out} ({len(elapsed)} generation(s)) is intact and --resume continues it"
+                 if elapsed else "no search state has been written yet")
+        raise ScarletError(f"cannot write {e.filename or out} ({e.strerror}); {saved}") from None
     finally:
         bar.close()
-    write_pareto_json(out / "pareto.json", result, space)
-    write_evaluated_csv(out / "evaluated.csv", algo, result)
-    write_history_jsonl(out / "history.jsonl", algo.history, elapsed)
-    plotted = plot_pareto(out / "pareto.png", algo, result)
     picks = {ind.genome for ind in result.picks}
     print(f"{result.evaluated} architectures evaluated; Pareto front of {len(result.front)}, "
           f"{len(result.picks)} picks:")

@@ -145,8 +145,9 @@ def test_failed_check_raises_and_writes_the_report(supernet, tmp_path, monkeypat
     monkeypatch.setattr(ex, "fold_path", broken)
     with pytest.raises(ScarletError, match="fold error"):
         export(sn, genes, tmp_path)
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["ok"] is False and not (tmp_path / "model.pt").exists()
+    report = json.loads((tmp_path / "report.failed.json").read_text())
+    assert report["ok"] is False and not (tmp_path / "model.pt").exists() and not (tmp_path / "report.json").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["report.failed.json"]  # no staging directory left behind
 
 
 def test_load_exported_rejects_other_directories(tmp_path):

@@ -162,10 +162,10 @@ def test_paper_config_file(tmp_path):
 
     args = build_parser().parse_args(["--config", str(PAPER_YAML), "--supernet", "somewhere", "--out",
                                       str(tmp_path / "out")])
-    cfg, saved = _settings(args, build_parser())
+    cfg, saved = _settings(args)
     by_name = build_parser().parse_args(["--config", "paper", "--supernet", "somewhere", "--out",
                                          str(tmp_path / "out")])
-    assert _settings(by_name, build_parser())[0] == cfg
+    assert _settings(by_name)[0] == cfg
     assert saved is None
     assert (cfg["population"], cfg["generations"], cfg["madds_max"], cfg["acc_min"]) == (70, 120, 500e6, 0.4)
     assert cfg["weights"] == "0.4,0.4,0.2" and cfg["cost_model"] == "paper"
