@@ -31,6 +31,10 @@ def test_one_step_smoke_per_space(tmp_path, space, skip):
     assert summary["choice_counts"] == [[1] * m] * 19
     assert summary["steps"] == 1 and summary["final_train_loss"] > 0
     assert {r["name"] for r in summary["evaluated"]} >= {"random-0"}
+    published = {"fairnas": ["fairnas-a", "fairnas-b", "fairnas-c"], "scarlet-s1": [],
+                 "scarlet-s2": ["scarlet-a", "scarlet-b", "scarlet-c"]}[space]  # each in its own space only
+    assert [(r["name"], r["arch"]) for r in summary["evaluated"] if not r["name"].startswith("random-")] == [
+        (name, ",".join(map(str, parse_arch(name, space).genes))) for name in published]
     assert all(0 <= r["acc"] <= 1 for r in summary["evaluated"])
     assert json.loads((out / "config.json").read_text())["space"] == space
     assert [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines()] == [1]
