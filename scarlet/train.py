@@ -28,6 +28,7 @@ from scarlet.config import resolve, resolve_device
 from scarlet.cost import CostModel
 from scarlet.data import BatchStream, batches, load_dataset
 from scarlet.errors import ArgumentParser, ScarletError, cli_main
+from scarlet.optim import DECAY_ON, RMSpropTF, decay_groups
 from scarlet.samplers import SAMPLERS, make_sampler
 from scarlet.space import SKIP_KINDS, SPACES, get_space
 from scarlet.supernet import Supernet, SupernetConfig
@@ -35,6 +36,7 @@ from scarlet.supernet import Supernet, SupernetConfig
 DEFAULTS = {
     "space": "scarlet-s2", "skip": "els", "sampler": "fair", "executor": "auto", "arch": None,
     "epochs": 5, "max_steps": None, "batch_size": 64, "lr": None, "momentum": 0.9, "weight_decay": None,
+    "weight_decay_on": "weights",
     "width": 0.25, "resolution": None, "stem_stride": 2, "dropout": None,
     "dataset": "digits", "out": "runs/supernet", "seed": 0, "device": "auto", "amp": "none",
     "checkpoint_every": None, "log_every": 10, "eval_archs": 8, "recalib_batches": 4,
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--lr", type=float, help="peak learning rate [0.045*batch/256 supernet, 0.256*batch/4096 standalone]")
     a("--momentum", type=float, help="optimizer momentum [0.9]")
     a("--weight-decay", type=float, help="[4e-5 supernet, 1e-5 standalone]")
+    a("--weight-decay-on", choices=DECAY_ON, help="parameters decayed: all, weights (conv and linear weights, no "
+                                                  "BatchNorm or biases), conv (conv kernels only) [weights]")
     a("--width", type=float, help="width multiplier [0.25]")
     a("--resolution", type=int, help="input resolution [32 for digits and cifar10, 224 for imagefolder]")
     a("--stem-stride", type=int, choices=(1, 2), help="[2]")
@@ -107,18 +111,19 @@ class Run:
         if cfg["arch"] is None:
             self.kind, self.arch = "supernet", None
             self.model = Supernet(self.model_config)
-            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
-                                             weight_decay=cfg["weight_decay"])
             self.sampler = make_sampler(cfg["sampler"], self.model.space, cfg["seed"])
         else:
             from scarlet.standalone import StandaloneNet
 
             self.kind, self.arch = "standalone", parse_arch(cfg["arch"], cfg["space"])
             self.model = StandaloneNet(self.arch, self.model_config)
-            # TensorFlow-style RMSProp as in MnasNet/SCARLET: decay 0.9, momentum 0.9, eps 1e-3.
-            self.optimizer = torch.optim.RMSprop(self.model.parameters(), lr=cfg["lr"], alpha=0.9, eps=1e-3,
-                                                 momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
             self.sampler = None
+        # Runs saved before --weight-decay-on existed decayed every parameter; they resume that way.
+        groups = decay_groups(self.model, cfg["weight_decay"], cfg.get("weight_decay_on", "all"))
+        if self.kind == "supernet":
+            self.optimizer = torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"])
+        else:  # TensorFlow-style RMSProp as in MnasNet/SCARLET: decay 0.9, momentum 0.9, eps 1e-3
+            self.optimizer = RMSpropTF(groups, lr=cfg["lr"], decay=0.9, momentum=cfg["momentum"], eps=1e-3)
         self.model.to(device)
         self.stream = BatchStream(self.data.train, cfg["batch_size"], cfg["seed"])
         self.step = 0
