@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from scarlet import load_supernet, parse_arch
+from scarlet.checkpoint import atomic_write_bytes
 from scarlet.train import main
 
 TINY = ["--width", "0.125", "--resolution", "16", "--batch-size", "16", "--eval-archs", "1",
@@ -81,8 +82,12 @@ def test_checkpoint_every_and_crash_leaves_last_good_checkpoint(tmp_path, monkey
 
     def crash_on_second(path, state):
         calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt  # the process dies while writing the second checkpoint
+        if calls["n"] == 2:  # the process dies halfway through writing the second checkpoint
+            def torn(f):
+                f.write(b"half a checkpoint")
+                assert list(out.glob(".checkpoint.pt.*.tmp")), "the write goes to a temp file first"
+                raise KeyboardInterrupt
+            atomic_write_bytes(path, torn)
         real(path, state)
 
     monkeypatch.setattr(train_mod, "save_checkpoint", crash_on_second)
