@@ -18,6 +18,7 @@ def cli_main(fn):
     @functools.wraps(fn)
     def wrapper(argv=None):
         try:
+            check_kernel_environment()
             return fn(argv)
         except ScarletError as e:
             print(f"error: {e}", file=sys.stderr)
@@ -31,6 +32,17 @@ def cli_main(fn):
             raise SystemExit(130) from None
 
     return wrapper
+
+
+def check_kernel_environment() -> None:
+    """$SCARLET_KERNELS, checked when a CLI starts: a CPU run may never call a kernel, and a bad or unavailable
+    value must not pass silently (scarlet_kernels.backend.environment_backend says what is wrong)."""
+    from scarlet_kernels.backend import environment_backend
+
+    try:
+        environment_backend()
+    except (ValueError, RuntimeError) as e:
+        raise ScarletError(str(e)) from None
 
 
 class ArgumentParser(argparse.ArgumentParser):

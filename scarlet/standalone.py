@@ -12,10 +12,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from scarlet.arch import Arch, parse_arch
+from scarlet.arch import NAMED_ARCHS, Arch, parse_arch
 from scarlet.blocks import MBConv, init_weights
 from scarlet.space import get_space, scale_channels
 from scarlet.supernet import FirstBlock, Head, Stem, SupernetConfig, layer_shapes
+
+
+def _home_space(arch: Arch | str) -> str:
+    """The space an architecture is read in when no config names one: its own (an Arch's, a named
+    architecture's), else scarlet-s2. fairnas-a/b/c also parse in scarlet-s2, but as different (h-swish) blocks."""
+    if isinstance(arch, Arch):
+        return arch.space
+    named = NAMED_ARCHS.get(arch.strip().lower()) if isinstance(arch, str) else None
+    return named[0] if named else "scarlet-s2"
 
 
 class Subsample(nn.Module):
@@ -34,7 +43,7 @@ class StandaloneNet(nn.Module):
 
     def __init__(self, arch: Arch | str, config: SupernetConfig | None = None, **overrides):
         super().__init__()
-        config = config or SupernetConfig(space=arch.space if isinstance(arch, Arch) else "scarlet-s2")
+        config = config or SupernetConfig(space=_home_space(arch))
         if overrides:
             config = SupernetConfig(**{**config.to_dict(), **overrides})
         space = get_space(config.space)

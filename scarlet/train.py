@@ -2,7 +2,7 @@
 
 Supernet mode (default): FairNAS Algorithm 1 on a SCARLET or FairNAS space (skip choices carried by ELS by
 default), SGD with momentum and a cosine schedule, then BN-recalibrated evaluation of a few random subnets and of
-the published architectures that fit the space. Standalone mode (``--arch``): the papers' standalone recipe
+the architectures published in the space. Standalone mode (``--arch``): the papers' standalone recipe
 (RMSProp, lr x0.97 every 2.4 epochs, dropout 0.2 before the classifier).
 
 The run directory holds ``checkpoint.pt`` (atomic), ``config.json`` (the resolved run configuration),
@@ -29,6 +29,7 @@ from scarlet.config import check_saved, describe, flag, resolve, resolve_device,
 from scarlet.cost import CostModel
 from scarlet.data import BatchStream, batches, load_dataset
 from scarlet.errors import ArgumentParser, ScarletError, cli_main
+from scarlet.optim import DECAY_ON, RMSpropTF, decay_groups
 from scarlet.rundir import RunLock, output_dir, read_jsonl, require_files
 from scarlet.samplers import SAMPLERS, make_sampler
 from scarlet.space import SKIP_KINDS, SPACES, get_space
@@ -37,6 +38,7 @@ from scarlet.supernet import Supernet, SupernetConfig
 DEFAULTS = {
     "space": "scarlet-s2", "skip": "els", "sampler": "fair", "executor": "auto", "arch": None,
     "epochs": 5, "max_steps": None, "batch_size": 64, "lr": None, "momentum": 0.9, "weight_decay": None,
+    "weight_decay_on": "weights",
     "width": 0.25, "resolution": None, "stem_stride": 2, "dropout": None,
     "dataset": "digits", "out": "runs/supernet", "seed": 0, "device": "auto", "amp": "none",
     "checkpoint_every": None, "log_every": 10, "eval_archs": 8, "recalib_batches": 4,
@@ -62,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--lr", type=float, help="peak learning rate [0.045*batch/256 supernet, 0.256*batch/4096 standalone]")
     a("--momentum", type=float, help="optimizer momentum [0.9]")
     a("--weight-decay", type=float, help="[4e-5 supernet, 1e-5 standalone]")
+    a("--weight-decay-on", choices=DECAY_ON, help="parameters decayed: all, weights (conv and linear weights, no "
+                                                  "BatchNorm or biases), conv (conv kernels only) [weights]")
     a("--width", type=float, help="width multiplier [0.25]")
     a("--resolution", type=int, help="input resolution [32 for digits and cifar10, 224 for imagefolder]")
     a("--stem-stride", type=int, choices=(1, 2), help="[2]")
@@ -102,18 +106,19 @@ class Run:
         if cfg["arch"] is None:
             self.kind, self.arch = "supernet", None
             self.model = Supernet(self.model_config)
-            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
-                                             weight_decay=cfg["weight_decay"])
             self.sampler = make_sampler(cfg["sampler"], self.model.space, cfg["seed"])
         else:
             from scarlet.standalone import StandaloneNet
 
             self.kind, self.arch = "standalone", parse_arch(cfg["arch"], cfg["space"])
             self.model = StandaloneNet(self.arch, self.model_config)
-            # TensorFlow-style RMSProp as in MnasNet/SCARLET: decay 0.9, momentum 0.9, eps 1e-3.
-            self.optimizer = torch.optim.RMSprop(self.model.parameters(), lr=cfg["lr"], alpha=0.9, eps=1e-3,
-                                                 momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
             self.sampler = None
+        # Runs saved before --weight-decay-on existed decayed every parameter; they resume that way.
+        groups = decay_groups(self.model, cfg["weight_decay"], cfg.get("weight_decay_on", "all"))
+        if self.kind == "supernet":
+            self.optimizer = torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"])
+        else:  # TensorFlow-style RMSProp as in MnasNet/SCARLET: decay 0.9, momentum 0.9, eps 1e-3
+            self.optimizer = RMSpropTF(groups, lr=cfg["lr"], decay=0.9, momentum=cfg["momentum"], eps=1e-3)
         self.model.to(device)
         self.stream = BatchStream(self.data.train, cfg["batch_size"], cfg["seed"])
         self.step = 0
@@ -209,18 +214,15 @@ def _trim_metrics(path: Path, step: int) -> None:
 
 
 def _evaluate(run: Run) -> list[dict]:
-    """BN-recalibrated accuracy of random subnets and of the published architectures that fit the space."""
+    """BN-recalibrated accuracy of random subnets and of the architectures published in the space."""
     from scarlet.evaluate import evaluate_one_by_one
 
     model, space = run.model, run.model.space
     gen = torch.Generator().manual_seed(run.cfg["seed"] + 1)
     entries = [(f"random-{i}", tuple(torch.randint(space.num_choices, (space.num_layers,), generator=gen).tolist()))
                for i in range(run.cfg["eval_archs"])]
-    for name in NAMED_ARCHS:
-        try:
-            entries.append((name, parse_arch(name, space).genes))
-        except ScarletError:
-            pass
+    # Only the architectures published in this space: fairnas-a/b/c also parse in scarlet-s2, as other networks.
+    entries += [(name, parse_arch(name, space).genes) for name, (home, _) in NAMED_ARCHS.items() if home == space.name]
     dev = run.device
     calib = [(x.to(dev), y.to(dev)) for x, y in
              batches(run.data.train, run.cfg["batch_size"], limit=run.cfg["recalib_batches"])]

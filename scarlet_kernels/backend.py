@@ -1,9 +1,11 @@
 """Which implementation runs an op: the compiled extension, Triton, or the PyTorch reference.
 
-Order when nothing is asked for: the CUDA extension when it loaded and the tensors are on a GPU, then Triton when
-the tensors are on a GPU or ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, used by the tests), then PyTorch.
-``backend=`` on a call, or the environment variable ``SCARLET_KERNELS``, names one; naming one that cannot run
-the given tensors raises :class:`BackendUnavailableError` instead of silently falling back.
+Order when nothing is asked for (``SCARLET_KERNELS`` unset, empty or ``auto``): the CUDA extension when it loaded
+and the tensors are on a GPU, then Triton when the tensors are on a GPU or ``TRITON_INTERPRET=1`` (Triton's CPU
+interpreter, used by the tests), then PyTorch; the choice is logged once per backend and device type.
+``backend=`` on a call, or ``SCARLET_KERNELS=torch|triton|cuda``, names one. Any other value of the variable is a
+ValueError, and a named backend that cannot run (not built, not installed, no GPU, or not the given tensors' device)
+raises :class:`BackendUnavailableError` instead of silently falling back.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 
 BACKENDS = ("torch", "triton", "cuda")
 ENV_VAR = "SCARLET_KERNELS"
+ENV_CHOICES = ("auto", *BACKENDS)
 
 log = logging.getLogger("scarlet_kernels")
 
@@ -56,36 +59,62 @@ def triton_interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def _reason_unavailable(name: str, on_cuda: bool) -> str | None:
+def _reason_unavailable(name: str, on_cuda: bool, no_gpu: str = "the tensors are not on a CUDA device") -> str | None:
     if name == "cuda":
         if not CUDA_EXTENSION_LOADED:
             return f"the extension scarlet_kernels._C did not load ({CUDA_EXTENSION_ERROR})"
         if not on_cuda:
-            return "the tensors are not on a CUDA device"
+            return no_gpu
     elif name == "triton":
         if not triton_installed():
             return "triton is not installed"
         if not (on_cuda or triton_interpreting()):
-            return "the tensors are on the CPU and TRITON_INTERPRET=1 is not set"
+            return f"{no_gpu} and TRITON_INTERPRET=1 is not set"
     return None
+
+
+def environment_backend() -> str | None:
+    """The backend $SCARLET_KERNELS forces on this machine, or None (unset, empty or ``auto``).
+
+    A value that is not a backend is a ValueError; a forced backend that this machine cannot run at all is a
+    :class:`BackendUnavailableError` (the CLIs check this when they start, see ``scarlet.errors.cli_main``).
+    """
+    value = os.environ.get(ENV_VAR, "")
+    if value in ("", "auto"):
+        return None
+    if value not in BACKENDS:
+        raise ValueError(f"{ENV_VAR} must be one of {', '.join(ENV_CHOICES)} (or unset), got {value!r}")
+    reason = _reason_unavailable(value, torch.cuda.is_available(), no_gpu="no CUDA device is visible")
+    if reason is not None:
+        raise BackendUnavailableError(f"{ENV_VAR}={value} cannot run on this machine: {reason}")
+    return value
 
 
 def select(requested: str | None, *tensors: torch.Tensor | None) -> str:
     """The backend that runs an op on ``tensors``: ``requested``, else $SCARLET_KERNELS, else the best available."""
-    name = requested if requested is not None else (os.environ.get(ENV_VAR) or None)
     on_cuda = any(t is not None and t.is_cuda for t in tensors)
+    name = requested if requested is not None else environment_backend()
     if name is None:
-        for candidate in ("cuda", "triton"):
-            if _reason_unavailable(candidate, on_cuda) is None:
-                return candidate
-        return "torch"
+        chosen = next((c for c in ("cuda", "triton") if _reason_unavailable(c, on_cuda) is None), "torch")
+        _announce(chosen, on_cuda)
+        return chosen
     if name not in BACKENDS:
-        origin = "backend" if requested is not None else f"${ENV_VAR}"
-        raise ValueError(f"{origin} must be one of {', '.join(BACKENDS)}, got {name!r}")
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}")
     reason = _reason_unavailable(name, on_cuda)
     if reason is not None:
         raise BackendUnavailableError(f"backend {name!r} cannot run here: {reason}")
     return name
+
+
+_announced: set[tuple[str, bool]] = set()
+
+
+def _announce(chosen: str, on_cuda: bool) -> None:
+    """Log the automatic choice the first time it is made for a kind of device."""
+    if (chosen, on_cuda) not in _announced:
+        _announced.add((chosen, on_cuda))
+        log.info("scarlet_kernels: %s is %s: using the %s backend for %s tensors", ENV_VAR,
+                 os.environ.get(ENV_VAR) or "unset", chosen, "CUDA" if on_cuda else "CPU")
 
 
 def kernels(name: str) -> types.ModuleType:

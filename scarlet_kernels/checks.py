@@ -81,6 +81,17 @@ def as_layout(t: torch.Tensor, is_channels_last: bool) -> torch.Tensor:
     return t.permute(*range(n), n + 1, n + 2, n).contiguous().permute(*range(n), n + 2, n, n + 1)
 
 
+# The fast 1x1 kernels put path x image on one launch-grid axis, which CUDA bounds by 65535 (csrc/bindings.cpp);
+# every backend applies the same limit so that a call's validity does not depend on where it runs.
+MAX_PATH_IMAGES = 65535
+
+
+def path_images(paths: int, images: int) -> None:
+    if paths * images > MAX_PATH_IMAGES:
+        raise ValueError(f"at most {MAX_PATH_IMAGES} path-images (paths x images) per call, got {paths} x {images}; "
+                         "split the batch")
+
+
 def int_per_path(name: str, values: object, paths: int, device: torch.device, allowed: Sequence[int] | None = None,
                  low: int | None = None, high: int | None = None) -> tuple[torch.Tensor, list[int] | None]:
     """A list of ints or an integer tensor with one value per path: (int32 tensor on ``device``, host values).
@@ -98,8 +109,7 @@ def int_per_path(name: str, values: object, paths: int, device: torch.device, al
             raise ValueError(f"{name} is on {values.device} but x is on {device}")
         result = values.to(torch.int32).contiguous()
         check = (name, values._version, allowed, low, high)
-        trusted = values.is_cuda and (_checked_on_device.get(values) == check
-                                      or torch.cuda.is_current_stream_capturing())
+        trusted = values.is_cuda and (_already_checked(values, check) or torch.cuda.is_current_stream_capturing())
         host = None if trusted else values.tolist()
     else:
         if not isinstance(values, Sequence) or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
@@ -115,12 +125,28 @@ def int_per_path(name: str, values: object, paths: int, device: torch.device, al
         if (low is not None and v < low) or (high is not None and v > high):
             raise ValueError(f"{name} values must be in [{low}, {high}], got {v}")
     if isinstance(values, torch.Tensor) and values.is_cuda and host is not None:
-        _checked_on_device[values] = check
+        _remember_checked(values, check)
     return result, host
 
 
-# GPU tensors of per-path values already checked: what was checked, at which in-place version.
-_checked_on_device: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# GPU tensors of per-path values already checked, by identity: id -> (weak reference, what was checked at which
+# in-place version). Not a WeakKeyDictionary: that compares keys with ==, which is elementwise for tensors.
+_checked_on_device: dict[int, tuple[weakref.ref, tuple]] = {}
+
+
+def _already_checked(t: torch.Tensor, check: tuple) -> bool:
+    entry = _checked_on_device.get(id(t))
+    return entry is not None and entry[0]() is t and entry[1] == check
+
+
+def _remember_checked(t: torch.Tensor, check: tuple) -> None:
+    key = id(t)
+
+    def forget(ref: weakref.ref) -> None:  # t was freed; its id may be reused by another tensor
+        if _checked_on_device.get(key, (None,))[0] is ref:
+            del _checked_on_device[key]
+
+    _checked_on_device[key] = (weakref.ref(t, forget), check)
 
 
 @functools.lru_cache(maxsize=256)

@@ -34,8 +34,8 @@ def els_pointwise(x: torch.Tensor, w_els: torch.Tensor, w_next: torch.Tensor,
                   backend: str | None = None) -> torch.Tensor:
     """ELS then the next 1x1 conv, as one 1x1 conv with W_next @ W_els.
 
-    x (N, Cin, H, W) in either layout; w_els (Cmid, Cin[, 1, 1]); w_next (Cout, Cmid[, 1, 1]); no biases.
-    Returns (N, Cout, H, W) in x's layout; gradients reach x, w_els and w_next.
+    x (N, Cin, H, W) in either layout, N at most 65535; w_els (Cmid, Cin[, 1, 1]); w_next (Cout, Cmid[, 1, 1]);
+    no biases. Returns (N, Cout, H, W) in x's layout; gradients reach x, w_els and w_next.
     """
     checks.tensor("x", x, 4)
     els, nxt = _matrix("w_els", w_els), _matrix("w_next", w_next)
@@ -45,6 +45,7 @@ def els_pointwise(x: torch.Tensor, w_els: torch.Tensor, w_next: torch.Tensor,
         raise ValueError(f"w_next has {nxt.shape[1]} input channels but w_els has {els.shape[0]} outputs")
     checks.same_device_and_dtype("x", x, w_els=w_els, w_next=w_next)
     checks.channels_last("x", x)
+    checks.path_images(1, x.shape[0])
     composed = nxt @ els
     name = backends.select(backend, x)
     if name == "torch":

@@ -127,8 +127,8 @@ def scaled_pointwise(x: torch.Tensor, gate: torch.Tensor, w: torch.Tensor, backe
     """1x1 conv of x * gate per path: y[p, n] = w[p] diag(gate[p, n]) x[p, n].
 
     x (P, N, C, H, W) in either layout, gate (P, N, C), w (P, Cout, C) or (P, Cout, C, 1, 1), one dtype and
-    device. Returns (P, N, Cout, H, W) in x's layout. The fast backends scale the weight tile by the gate in
-    registers instead of writing x * gate.
+    device, P * N at most 65535. Returns (P, N, Cout, H, W) in x's layout. The fast backends scale the weight
+    tile by the gate in registers instead of writing x * gate.
     """
     checks.tensor("x", x, 5)
     paths, n, c, _, _ = x.shape
@@ -140,6 +140,7 @@ def scaled_pointwise(x: torch.Tensor, gate: torch.Tensor, w: torch.Tensor, backe
     checks.shape("w", w, (paths, w.shape[1], c))
     checks.same_device_and_dtype("x", x, gate=gate, w=w)
     checks.channels_last("x", x)
+    checks.path_images(paths, n)
     name = backends.select(backend, x)
     if name == "torch":
         return scaled_pointwise_reference(x, gate, w)

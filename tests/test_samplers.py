@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from scarlet import Supernet
 from scarlet.fair_step import sequential_step
@@ -50,20 +51,26 @@ def test_sampler_state_round_trip():
 
 
 def test_sequential_step_accumulates_path_gradients_before_one_update():
+    """FairNAS Algorithm 1: w <- w - lr * sum_k grad_k(w), every grad_k taken at the same (old) weights."""
     torch.manual_seed(0)
     net = Supernet(space="scarlet-s1", width=0.25, resolution=16, num_classes=4, in_channels=1).double()
     x, y = torch.randn(4, 1, 16, 16, dtype=torch.float64), torch.randint(4, (4,))
     perms = FairSampler("scarlet-s1", seed=0).permutations()
-    sequential_step(net, x, y, perms, optimizer=None)
-    accumulated = {n: p.grad.clone() for n, p in net.named_parameters()}
-    # every choice parameter got a gradient, each from exactly one path
-    assert all(g is not None for g in accumulated.values())
-    expected = {n: torch.zeros_like(p) for n, p in net.named_parameters()}
+    # Each path's gradient alone at the initial weights: cleared before each path, nothing updated.
+    per_path = []
     for k in range(perms.shape[1]):
-        net.zero_grad()
-        torch.nn.functional.cross_entropy(net(x, perms[:, k].tolist()), y).backward()
-        for n, p in net.named_parameters():
-            if p.grad is not None:
-                expected[n] += p.grad
-    for n in expected:
-        torch.testing.assert_close(accumulated[n], expected[n])
+        net.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x, perms[:, k].tolist()), y).backward()
+        per_path.append({n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None})
+    # Strict fairness: every choice's weights get a gradient from exactly one path of the step.
+    for layer in range(19):
+        for choice in range(perms.shape[1]):
+            prefix = f"layers.{layer}.{choice}."
+            assert sum(any(n.startswith(prefix) for n in g) for g in per_path) == 1, prefix
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    for p in net.parameters():
+        p.grad = torch.full_like(p, 1e3)  # stale gradients the step must clear first
+    sequential_step(net, x, y, perms, torch.optim.SGD(net.parameters(), lr=1.0))
+    for n, p in net.named_parameters():
+        total = sum((g[n] for g in per_path if n in g), torch.zeros_like(p))
+        torch.testing.assert_close(p.detach(), before[n] - total, msg=n)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from scarlet import load_supernet, parse_arch
+from scarlet.checkpoint import atomic_write_bytes
 from scarlet.train import main
 
 TINY = ["--width", "0.125", "--resolution", "16", "--batch-size", "16", "--eval-archs", "1",
@@ -31,6 +32,10 @@ def test_one_step_smoke_per_space(tmp_path, space, skip):
     assert summary["choice_counts"] == [[1] * m] * 19
     assert summary["steps"] == 1 and summary["final_train_loss"] > 0
     assert {r["name"] for r in summary["evaluated"]} >= {"random-0"}
+    published = {"fairnas": ["fairnas-a", "fairnas-b", "fairnas-c"], "scarlet-s1": [],
+                 "scarlet-s2": ["scarlet-a", "scarlet-b", "scarlet-c"]}[space]  # each in its own space only
+    assert [(r["name"], r["arch"]) for r in summary["evaluated"] if not r["name"].startswith("random-")] == [
+        (name, ",".join(map(str, parse_arch(name, space).genes))) for name in published]
     assert all(0 <= r["acc"] <= 1 for r in summary["evaluated"])
     assert json.loads((out / "config.json").read_text())["space"] == space
     assert [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines()] == [1]
@@ -77,8 +82,12 @@ def test_checkpoint_every_and_crash_leaves_last_good_checkpoint(tmp_path, monkey
 
     def crash_on_second(path, state):
         calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt  # the process dies while writing the second checkpoint
+        if calls["n"] == 2:  # the process dies halfway through writing the second checkpoint
+            def torn(f):
+                f.write(b"half a checkpoint")
+                assert list(out.glob(".checkpoint.pt.*.tmp")), "the write goes to a temp file first"
+                raise KeyboardInterrupt
+            atomic_write_bytes(path, torn)
         real(path, state)
 
     monkeypatch.setattr(train_mod, "save_checkpoint", crash_on_second)
