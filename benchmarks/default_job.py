@@ -3,7 +3,7 @@
 Runs ``python -m scarlet.train --no-progress --out DIR [TRAIN_FLAGS...]`` in a subprocess with OMP_NUM_THREADS
 (``--threads``, default 1), times it, and adds one entry under ``runs`` (named by ``--name``) with the final
 training loss, min / mean / max BN-recalibrated top-1 over the evaluated subnets (8 random + the published
-architectures that fit the space), the wall time, the load average before and after (the machine is shared: wall
+architectures that fit the space), the wall time and the job's user CPU time, the load average before and after (the machine is shared: wall
 times under load are inflated), threads, torch and Python versions. Entries already in the file are kept.
 
     python benchmarks/default_job.py --name "after: defaults of issue 9" [--threads 1] [-- TRAIN_FLAGS...]
@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -51,12 +52,13 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the training process [1]")
     p.add_argument("--record", help="record this finished run directory instead of running the job")
     p.add_argument("--wall-s", type=float, help="with --record: the wall time measured for it")
+    p.add_argument("--cpu-s", type=float, help="with --record: its user CPU time (e.g. from /usr/bin/time -v)")
     p.add_argument("--out", default=str(RESULT))
     p.add_argument("train_flags", nargs="*", help="extra flags for python -m scarlet.train (after --)")
     args = p.parse_args(argv)
     load_before = os.getloadavg()
     if args.record:
-        run_dir, wall = Path(args.record), args.wall_s
+        run_dir, wall, cpu = Path(args.record), args.wall_s, args.cpu_s
         threads_note = "as run by hand (see the entry's note)"
     else:
         run_dir = Path(tempfile.mkdtemp(prefix="default-job-")) / "run"
@@ -65,8 +67,11 @@ def main(argv=None):
         subprocess.run([sys.executable, "-m", "scarlet.train", "--no-progress", "--out", str(run_dir),
                         *args.train_flags], cwd=ROOT, env=env, check=True)
         wall = time.time() - started
+        # CPU time of the job itself: unlike the wall time it hardly depends on what else runs on the machine.
+        cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
         threads_note = f"OMP_NUM_THREADS={args.threads}"
-    entry = {**summarise(run_dir), "wall_s": None if wall is None else round(wall, 1), "threads": threads_note,
+    entry = {**summarise(run_dir), "wall_s": None if wall is None else round(wall, 1),
+             "cpu_user_s": None if cpu is None else round(cpu, 1), "threads": threads_note,
              "loadavg_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
              "torch": torch.__version__, "python": platform.python_version(), "device": "CPU",
              "cpu_cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}

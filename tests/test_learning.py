@@ -26,7 +26,7 @@ def one_thread():
 
 def tiny(init, space="scarlet-s2", skip="els", seed=0, **overrides):
     torch.manual_seed(seed)
-    cfg = dict(space=space, skip=skip, width=0.25, resolution=16, stem_stride=1, in_channels=1, num_classes=10,
+    cfg = dict(space=space, skip=skip, width=0.25, resolution=16, stem_stride=2, in_channels=1, num_classes=10,
                init=init)
     cfg.update(overrides)
     return Supernet(**cfg).double().train()
@@ -134,7 +134,7 @@ def _grads(model):
 
 def test_shared_grad_mean_is_the_sum_divided_by_the_paths_for_the_shared_parts_only():
     model = tiny("independent")
-    perms = torch.stack([torch.randperm(13) for _ in range(19)])
+    perms = torch.stack([torch.randperm(13)[:3] for _ in range(19)])  # 3 paths (fewer than m keeps it fast)
     g = torch.Generator().manual_seed(2)
     images = torch.randn(8, 1, 16, 16, generator=g, dtype=torch.float64)
     labels = torch.randint(10, (8,), generator=g)
@@ -150,7 +150,7 @@ def test_shared_grad_mean_is_the_sum_divided_by_the_paths_for_the_shared_parts_o
             continue
         if id(p) in shared:
             scaled += 1
-            torch.testing.assert_close(b[name], a[name] / 13, rtol=1e-12, atol=0)
+            torch.testing.assert_close(b[name], a[name] / 3, rtol=1e-12, atol=0)
         else:
             torch.testing.assert_close(b[name], a[name], rtol=0, atol=0)
     assert scaled == len(list(shared_parameters(model)))
@@ -158,40 +158,42 @@ def test_shared_grad_mean_is_the_sum_divided_by_the_paths_for_the_shared_parts_o
         sequential_step(model, images, labels, perms, None, shared_grad="max")
 
 
-@pytest.mark.parametrize("in_flight", [None, 5])
+@pytest.mark.parametrize("in_flight", [None, 2])
 def test_batched_executor_honours_mean_like_the_sequential_step(in_flight):
-    ref = tiny("same-function", seed=3)
+    """One SGD step of 4 paths in float64 (2 in flight: the stem is back-propagated after the chunks, then
+    scaled)."""
+    ref = tiny("independent", seed=3)
     got = copy.deepcopy(ref)
     opts = [torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=4e-5) for m in (ref, got)]
     seq = make_step("sequential", ref, opts[0], shared_grad="mean")
     bat = make_step("batched", got, opts[1], shared_grad="mean", paths_in_flight=in_flight)
     g = torch.Generator().manual_seed(4)
-    for _ in range(2):
-        perms = torch.stack([torch.randperm(13, generator=g) for _ in range(19)])
-        images = torch.randn(8, 1, 16, 16, generator=g, dtype=torch.float64)
-        labels = torch.randint(10, (8,), generator=g)
-        torch.testing.assert_close(seq(images, labels, perms), bat(images, labels, perms), rtol=1e-9, atol=1e-9)
+    perms = torch.stack([torch.randperm(13, generator=g)[:4] for _ in range(19)])
+    images = torch.randn(8, 1, 16, 16, generator=g, dtype=torch.float64)
+    labels = torch.randint(10, (8,), generator=g)
+    torch.testing.assert_close(seq(images, labels, perms), bat(images, labels, perms), rtol=1e-9, atol=1e-9)
     for (name, p), q in zip(ref.named_parameters(), got.parameters()):
-        err = (p.grad - q.grad).norm() if p.grad is not None else 0.0
-        assert err <= 1e-8 * max(p.grad.norm().item(), 1e-6) if p.grad is not None else q.grad is None, name
+        assert (p.grad is None) == (q.grad is None), name
+        if p.grad is not None:
+            assert (p.grad - q.grad).norm() <= 1e-8 * max(p.grad.norm().item(), 1e-6), name
         assert (p - q).norm() <= 1e-9 * max(p.norm().item(), 1e-6), name
 
 
 def test_two_choice_supernet_learns_well_below_chance_with_the_default_recipe():
     """Strict fairness over two different choices per layer (e3k3 and e6k5+SE), m = 2 paths and one update per
-    step, with the trainer's default init, shared-gradient mode, warm-up and learning rate: 40 steps at 16x16 bring
-    the training loss far below chance (ln 10 = 2.30). The papers' independent init with summed gradients and
-    lr 0.045 * 64 / 256 stays near chance here (measured: 2.2 after 40 steps)."""
-    cfg = _resolve_config(build_parser().parse_args(["--batch-size", "32", "--epochs", "1"]), build_parser())
+    step, with the trainer's defaults (init, shared-gradient mode, warm-up, learning rate, batch 64): 24 steps at
+    16x16 bring the training loss far below chance (ln 10 = 2.30; measured 0.77). The papers' independent init with
+    summed gradients and lr 0.045 * 64 / 256 (the defaults before issue 9) stays at chance here (measured 2.29)."""
+    cfg = _resolve_config(build_parser().parse_args([]), build_parser())
     torch.manual_seed(0)
-    model = Supernet(space="scarlet-s2", width=0.25, resolution=16, stem_stride=1, in_channels=1, num_classes=10,
+    model = Supernet(space="scarlet-s2", width=0.25, resolution=16, stem_stride=2, in_channels=1, num_classes=10,
                      init=cfg["init"]).train()
     data = load_dataset("digits", 16)
-    stream = BatchStream(data.train, 32, seed=0)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=0.9, weight_decay=cfg["weight_decay"])
+    stream = BatchStream(data.train, cfg["batch_size"], seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
     step = make_step("sequential", model, opt, shared_grad=cfg["shared_grad"])
     choices = torch.tensor([0, 9])  # e3k3 and e6k5+SE
-    steps = 40
+    steps = 24
     gen = torch.Generator().manual_seed(0)
     losses = []
     for s in range(steps):
