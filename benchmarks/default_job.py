@@ -3,8 +3,9 @@
 Runs ``python -m scarlet.train --no-progress --out DIR [TRAIN_FLAGS...]`` in a subprocess with OMP_NUM_THREADS
 (``--threads``, default 1), times it, and adds one entry under ``runs`` (named by ``--name``) with the final
 training loss, min / mean / max BN-recalibrated top-1 over the evaluated subnets (8 random + the published
-architectures that fit the space), the wall time and the job's user CPU time, the load average before and after (the machine is shared: wall
-times under load are inflated), threads, torch and Python versions. Entries already in the file are kept.
+architectures that fit the space), the wall time and the job's user CPU time, the load average before and after
+(the machine is shared: wall times under load are inflated), threads, torch and Python versions. Entries already
+in the file are kept.
 
     python benchmarks/default_job.py --name "after: defaults of issue 9" [--threads 1] [-- TRAIN_FLAGS...]
     python benchmarks/default_job.py --name "..." --record RUN_DIR --wall-s S   # a run made by hand, same fields
