@@ -28,9 +28,9 @@ from scarlet.config import resolve, resolve_device
 from scarlet.cost import CostModel
 from scarlet.data import BatchStream, batches, load_dataset
 from scarlet.errors import ArgumentParser, ScarletError, cli_main
+from scarlet.fair_step import SHARED_GRAD_MODES
 from scarlet.samplers import SAMPLERS, make_sampler
 from scarlet.space import SKIP_KINDS, SPACES, get_space
-from scarlet.fair_step import SHARED_GRAD_MODES
 from scarlet.supernet import Supernet, SupernetConfig
 from scarlet.supernet_init import INIT_SCHEMES
 
@@ -308,7 +308,9 @@ def main(argv=None):
     device = resolve_device(cfg["device"])
     run = Run(cfg, device)
     if state is not None:
-        if state["kind"] != run.kind or {**run.model_config.to_dict(), **state["config"]} != run.model_config.to_dict():
+        # A checkpoint from before SupernetConfig.init existed lacks that key (its weights are loaded anyway).
+        saved_config = {**run.model_config.to_dict(), **state["config"]}
+        if state["kind"] != run.kind or saved_config != run.model_config.to_dict():
             raise ScarletError(f"checkpoint {ckpt_path} does not match its run configuration")
         run.load(state)
     out.mkdir(parents=True, exist_ok=True)
