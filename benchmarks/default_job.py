@@ -58,9 +58,11 @@ def main(argv=None):
     p.add_argument("train_flags", nargs="*", help="extra flags for python -m scarlet.train (after --)")
     args = p.parse_args(argv)
     load_before = os.getloadavg()
+    note = None
     if args.record:
         run_dir, wall, cpu = Path(args.record), args.wall_s, args.cpu_s
-        threads_note = "as run by hand (see the entry's note)"
+        threads_note = "as run by hand"
+        note = f"recorded from {args.record}: run by hand, wall time and CPU time as given"
     else:
         run_dir = Path(tempfile.mkdtemp(prefix="default-job-")) / "run"
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
@@ -73,9 +75,12 @@ def main(argv=None):
         threads_note = f"OMP_NUM_THREADS={args.threads}"
     entry = {**summarise(run_dir), "wall_s": None if wall is None else round(wall, 1),
              "cpu_user_s": None if cpu is None else round(cpu, 1), "threads": threads_note,
-             "loadavg_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+             "loadavg_1min_before_after": None if args.record else [round(load_before[0], 2),
+                                                                     round(os.getloadavg()[0], 2)],
              "torch": torch.__version__, "python": platform.python_version(), "device": "CPU",
              "cpu_cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    if note:
+        entry["note"] = note
     out = Path(args.out)
     report = json.loads(out.read_text()) if out.exists() else {"runs": {}}
     report.setdefault("runs", {})[args.name] = entry
