@@ -2,6 +2,7 @@
 two-choice supernet whose loss falls well below chance with the trainer's defaults."""
 
 import copy
+import json
 import math
 
 import pytest
@@ -205,3 +206,24 @@ def test_two_choice_supernet_learns_well_below_chance_with_the_default_recipe():
         losses.append(step(images, labels, perms).mean().item())
     final = sum(losses[-5:]) / 5
     assert final < 0.5 * math.log(10), losses
+
+
+def test_run_saved_before_the_new_options_resumes_with_the_old_recipe(tmp_path):
+    """A checkpoint without init / shared_grad / warmup_steps (older runs) resumes as it was trained."""
+    from scarlet.checkpoint import load_checkpoint, save_checkpoint
+    from scarlet.train import main
+
+    out = tmp_path / "run"
+    tiny_run = ["--space", "fairnas", "--width", "0.125", "--resolution", "16", "--batch-size", "8", "--epochs", "1",
+                "--eval-archs", "0", "--recalib-batches", "0", "--no-progress", "--out", str(out)]
+    main([*tiny_run, "--max-steps", "1", "--init", "independent", "--shared-grad", "sum", "--warmup-steps", "0"])
+    state = load_checkpoint(out / "checkpoint.pt")
+    for key in ("init", "shared_grad", "warmup_steps"):
+        del state["run_config"][key]
+    del state["config"]["init"]
+    save_checkpoint(out / "checkpoint.pt", state)
+    assert main(["--resume", "--max-steps", "2", "--out", str(out), "--no-progress"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["init"], config["shared_grad"], config["warmup_steps"]) == ("independent", "sum", 0)
+    with pytest.raises(SystemExit, match="2"):  # a changed recipe is refused on resume (one line, exit 2)
+        main(["--resume", "--max-steps", "3", "--out", str(out), "--init", "stable"])
