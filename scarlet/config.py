@@ -128,9 +128,11 @@ COUNT = 10**9  # upper bound of step/batch counts: large, but a typo like 1e12 i
 
 
 def _train_schema() -> Schema:
+    from scarlet.fair_step import SHARED_GRAD_MODES
     from scarlet.optim import DECAY_ON
     from scarlet.samplers import SAMPLERS
     from scarlet.space import SKIP_KINDS, SPACES
+    from scarlet.supernet_init import INIT_SCHEMES
 
     return {
         "space": Choice(*SPACES), "skip": Choice(*SKIP_KINDS), "sampler": Choice(*SAMPLERS),
@@ -143,6 +145,7 @@ def _train_schema() -> Schema:
         "dataset": Str(), "out": Str(), "seed": SEED, "device": Str(), "amp": Choice("none", "bf16"),
         "checkpoint_every": Int(1, COUNT, none=True), "log_every": Int(1, COUNT), "eval_archs": Int(0, 10_000),
         "recalib_batches": Int(0, 10_000),
+        "init": Choice(*INIT_SCHEMES), "shared_grad": Choice(*SHARED_GRAD_MODES), "warmup_steps": Int(0, COUNT),
     }
 
 

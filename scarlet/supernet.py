@@ -1,7 +1,8 @@
 """The supernet: the fixed stem, first block and tail around 19 searchable layers, each holding every choice.
 
 ``Supernet(config)(x, arch)`` runs one single-path model. Every choice of every layer has its own weights
-(including its own BatchNorm), as in FairNAS and SCARLET.
+(including its own BatchNorm), as in FairNAS and SCARLET. ``config.init`` picks how they start
+(:mod:`scarlet.supernet_init`: the papers' independent init, or identity-at-init and same-function schemes).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import nn
 from scarlet.arch import Arch, parse_arch
 from scarlet.blocks import build_choice, init_weights
 from scarlet.errors import ScarletError
+from scarlet.supernet_init import INIT_SCHEMES, apply_init
 from scarlet.space import SKIP_KINDS, SearchSpace, get_space, scale_channels
 
 
@@ -29,6 +31,7 @@ class SupernetConfig:
     in_channels: int = 3
     num_classes: int = 1000
     dropout: float = 0.0  # before the classifier
+    init: str = "independent"  # independent | stable | same-function (scarlet.supernet_init)
 
     def __post_init__(self):
         get_space(self.space)
@@ -38,6 +41,8 @@ class SupernetConfig:
             raise ScarletError(f"width multiplier must be positive, got {self.width}")
         if self.resolution < 1 or self.stem_stride not in (1, 2) or self.num_classes < 1 or self.in_channels < 1:
             raise ScarletError(f"invalid supernet config: {self}")
+        if self.init not in INIT_SCHEMES:
+            raise ScarletError(f"unknown supernet init {self.init!r}; choose one of {', '.join(INIT_SCHEMES)}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "SupernetConfig":
@@ -142,6 +147,7 @@ class Supernet(nn.Module):
         self.head = Head(self.shapes[-1].out_channels, scale_channels(self.space.tail_channels, w),
                          config.num_classes, config.dropout)
         init_weights(self)
+        apply_init(self, config.init)
 
     def arch(self, arch) -> Arch:
         return parse_arch(arch, self.space)

@@ -33,7 +33,7 @@ from scarlet.executor.memory import default_paths_in_flight
 from scarlet.executor.norm import TrainNorm
 from scarlet.executor.plan import build_plan
 from scarlet.executor.stacked import StackedForward
-from scarlet.fair_step import sequential_step
+from scarlet.fair_step import SHARED_GRAD_MODES, scale_shared_gradients, sequential_step
 
 
 def check_perms(perms, model) -> torch.Tensor:
@@ -49,6 +49,12 @@ def check_perms(perms, model) -> torch.Tensor:
     return perms.to(torch.int64)
 
 
+def _check_shared_grad(mode: str) -> str:
+    if mode not in SHARED_GRAD_MODES:
+        raise ScarletError(f"unknown shared_grad {mode!r}; choose one of {', '.join(SHARED_GRAD_MODES)}")
+    return mode
+
+
 def _autocast(device: torch.device, dtype, cache_enabled: bool = True):
     if dtype is None:
         return contextlib.nullcontext()
@@ -60,12 +66,14 @@ class SequentialStep:
 
     name = "sequential"
 
-    def __init__(self, model, optimizer, *, autocast_dtype=None):
+    def __init__(self, model, optimizer, *, autocast_dtype=None, shared_grad: str = "sum"):
         self.model, self.optimizer, self.autocast_dtype = model, optimizer, autocast_dtype
+        self.shared_grad = _check_shared_grad(shared_grad)
 
     def __call__(self, images, labels, perms) -> torch.Tensor:
         perms = check_perms(perms, self.model)
-        return sequential_step(self.model, images, labels, perms, self.optimizer, self.autocast_dtype)
+        return sequential_step(self.model, images, labels, perms, self.optimizer, self.autocast_dtype,
+                               self.shared_grad)
 
 
 class BatchedStep:
@@ -83,10 +91,12 @@ class BatchedStep:
     name = "batched"
 
     def __init__(self, model, optimizer, *, autocast_dtype=None, paths_in_flight: int | None = None,
-                 cuda_graph: bool = True, grouping: str = "shape", kernels: str = "auto", warmup_steps: int = 3):
+                 cuda_graph: bool = True, grouping: str = "shape", kernels: str = "auto", warmup_steps: int = 3,
+                 shared_grad: str = "sum"):
         if paths_in_flight is not None and paths_in_flight < 1:
             raise ScarletError(f"paths_in_flight must be at least 1, got {paths_in_flight}")
         self.model, self.optimizer, self.autocast_dtype = model, optimizer, autocast_dtype
+        self.shared_grad = _check_shared_grad(shared_grad)
         self.paths_in_flight = paths_in_flight
         self.grouping = grouping
         self.cuda_graph = cuda_graph
@@ -149,6 +159,7 @@ class BatchedStep:
             out.append(slot_losses.detach().float().index_select(0, order))
         if len(chunks) > 1:
             x0.backward(shared.grad)
+        scale_shared_gradients(self.model, len(archs), self.shared_grad)  # inside the graph when captured
         return torch.cat(out) if len(out) > 1 else out[0]
 
     # -- CUDA graph -------------------------------------------------------------------------------------------
@@ -278,16 +289,18 @@ class _Graph:
 
 
 def make_step(name: str, model, optimizer, *, autocast_dtype=None, paths_in_flight: int | None = None,
-              cuda_graph: bool = True, **options):
+              cuda_graph: bool = True, shared_grad: str = "sum", **options):
     """The training step of executor ``name``: ``step(images, labels, perms) -> per-path losses (paths,)``.
 
     ``"sequential"``: the reference (:func:`scarlet.fair_step.sequential_step`); ``paths_in_flight`` and
     ``cuda_graph`` do not apply to it. ``"batched"``: :class:`BatchedStep` (``options``: ``grouping``,
     ``kernels``, ``warmup_steps``). ``optimizer=None`` leaves the accumulated gradients in ``.grad``.
+    ``shared_grad``: ``"sum"`` (FairNAS Algorithm 1) or ``"mean"`` over the paths, for the stem, first block and
+    head (:func:`scarlet.fair_step.scale_shared_gradients`, honoured by both executors).
     """
     if name == "sequential":
-        return SequentialStep(model, optimizer, autocast_dtype=autocast_dtype)
+        return SequentialStep(model, optimizer, autocast_dtype=autocast_dtype, shared_grad=shared_grad)
     if name == "batched":
         return BatchedStep(model, optimizer, autocast_dtype=autocast_dtype, paths_in_flight=paths_in_flight,
-                           cuda_graph=cuda_graph, **options)
+                           cuda_graph=cuda_graph, shared_grad=shared_grad, **options)
     raise ScarletError(f"unknown executor {name!r}; choose sequential or batched")
