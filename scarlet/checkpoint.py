@@ -87,10 +87,13 @@ def check_model_config(config, source: str) -> None:
     from scarlet.config import Choice, Float, Int, check_saved
     from scarlet.space import SKIP_KINDS, SPACES
     from scarlet.supernet import SupernetConfig
+    from scarlet.supernet_init import INIT_SCHEMES
 
     options = {"space": Choice(*SPACES), "skip": Choice(*SKIP_KINDS), "width": Float(0, 8, lo_open=True),
                "resolution": Int(1, 4096), "stem_stride": Choice(1, 2), "in_channels": Int(1, 4096),
-               "num_classes": Int(1, 10**6), "dropout": Float(0, 1, hi_open=True)}
+               "num_classes": Int(1, 10**6), "dropout": Float(0, 1, hi_open=True), "init": Choice(*INIT_SCHEMES)}
+    if isinstance(config, dict) and "init" not in config:  # saved before the option existed: the papers' init
+        config = {**config, "init": "independent"}
     check_saved(config, options, SupernetConfig().to_dict(), source)
 
 

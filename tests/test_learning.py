@@ -122,10 +122,10 @@ def test_warmup_is_linear_then_cosine_and_a_pure_function_of_the_step():
 
 
 def test_paper_config_keeps_the_papers_recipe():
-    cfg = _resolve_config(build_parser().parse_args(["--config", "paper"]), build_parser())
+    cfg = _resolve_config(build_parser().parse_args(["--config", "paper"]))
     assert (cfg["init"], cfg["shared_grad"], cfg["warmup_steps"]) == ("independent", "sum", 0)
     assert (cfg["lr"], cfg["batch_size"], cfg["width"], cfg["resolution"]) == (0.045, 256, 1.0, 224)
-    default = _resolve_config(build_parser().parse_args([]), build_parser())
+    default = _resolve_config(build_parser().parse_args([]))
     assert (default["init"], default["shared_grad"], default["lr"]) == ("same-function", "mean", 0.05)
 
 
@@ -185,7 +185,7 @@ def test_two_choice_supernet_learns_well_below_chance_with_the_default_recipe():
     step, with the trainer's defaults (init, shared-gradient mode, warm-up, learning rate, batch 64): 24 steps at
     16x16 bring the training loss far below chance (ln 10 = 2.30; measured 0.77). The papers' independent init with
     summed gradients and lr 0.045 * 64 / 256 (the defaults before issue 9) stays at chance here (measured 2.29)."""
-    cfg = _resolve_config(build_parser().parse_args([]), build_parser())
+    cfg = _resolve_config(build_parser().parse_args([]))
     torch.manual_seed(0)
     model = Supernet(space="scarlet-s2", width=0.25, resolution=16, stem_stride=2, in_channels=1, num_classes=10,
                      init=cfg["init"]).train()

@@ -114,7 +114,7 @@ def _run(*flags):
     from scarlet.train import Run, _resolve_config, build_parser
 
     parser = build_parser()
-    cfg = _resolve_config(parser.parse_args(["--width", "0.125", "--resolution", "16", *flags]), parser)
+    cfg = _resolve_config(parser.parse_args(["--width", "0.125", "--resolution", "16", *flags]))
     return Run(cfg, torch.device("cpu")), cfg
 
 

@@ -6,6 +6,8 @@ import threading
 
 import pytest
 import torch
+
+from scarlet.optim import RMSpropTF
 from conftest import STANDALONE, DiskFull, error_line, same_weights, weights
 
 from scarlet.rundir import RunLock
@@ -33,7 +35,7 @@ def resume_and_compare(out, reference):
 def poison_update(monkeypatch, at: int):
     """The ``at``-th optimizer update writes inf into the weights (what --lr inf did before it was refused)."""
     calls = {"n": 0}
-    real = torch.optim.RMSprop.step
+    real = RMSpropTF.step
 
     def step(self, *args, **kwargs):
         result = real(self, *args, **kwargs)
@@ -43,7 +45,7 @@ def poison_update(monkeypatch, at: int):
                 self.param_groups[0]["params"][0].fill_(float("inf"))
         return result
 
-    monkeypatch.setattr(torch.optim.RMSprop, "step", step)
+    monkeypatch.setattr(RMSpropTF, "step", step)
 
 
 def test_diverging_update_is_never_checkpointed(reference, tmp_path, monkeypatch, capsys):
