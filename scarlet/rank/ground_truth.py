@@ -25,6 +25,7 @@ from scarlet.checkpoint import atomic_write_text
 from scarlet.cost import CostModel
 from scarlet.data import BatchStream, Dataset, batches
 from scarlet.errors import ScarletError
+from scarlet.space import get_space
 from scarlet.supernet import SupernetConfig
 
 CACHE_VERSION = 1  # bump when the training loop changes what a cached result means
@@ -62,41 +63,54 @@ def published_archs(space: str) -> list[tuple[str, Arch]]:
     return out
 
 
-def stratified_archs(config: SupernetConfig, n: int, seed: int = 0, pool: int = 4000) -> list[Arch]:
-    """``n`` distinct architectures spread over the MAdds range of the space (cost model at ``config``).
+def candidate_pool(config: SupernetConfig, size: int = 4000, seed: int = 0) -> dict[tuple[int, ...], int]:
+    """Distinct architectures (genes -> MAdds) spread over the space's MAdds range.
 
-    A pool is drawn with a per-architecture bias towards cheap or expensive choices (uniform sampling alone
-    concentrates around the mean MAdds and never reaches the extremes); its MAdds range is cut into ``n``
-    equal-width bins and one architecture is drawn from each bin, empty bins' draws going to the fullest bins.
+    Each is drawn with its own bias towards cheap or expensive choices: uniform sampling alone concentrates around
+    the mean MAdds and never reaches the extremes.
     """
-    if n < 1:
-        raise ScarletError(f"number of architectures must be >= 1, got {n}")
     cost = CostModel(config)
     space = cost.space
     rng = np.random.default_rng(seed)
-    shapes_in = [cost.first_channels] + cost.out_channels[:-1]
+    widths_in = [cost.first_channels] + cost.out_channels[:-1]
     # Per layer, the choices from cheapest to most expensive (at the layer's nominal input width).
     by_cost = [sorted(range(space.num_choices), key=lambda c: table[c][w_in][0])
-               for table, w_in in zip(cost.tables, shapes_in)]
-    candidates: dict[tuple[int, ...], int] = {}
-    for _ in range(pool):
+               for table, w_in in zip(cost.tables, widths_in)]
+    pool: dict[tuple[int, ...], int] = {}
+    for _ in range(size):
         tilt = math.exp(rng.uniform(-2.5, 2.5))  # u**tilt leans to cheap (tilt > 1) or costly (tilt < 1) choices
         ranks = np.minimum((rng.random(space.num_layers) ** tilt * space.num_choices).astype(int),
                            space.num_choices - 1)
         genes = tuple(order[r] for order, r in zip(by_cost, ranks))
-        candidates[genes] = cost.madds(genes)
-    genes_list = list(candidates)
-    madds = np.array([candidates[g] for g in genes_list], dtype=np.float64)
-    if len(genes_list) < n:
-        raise ScarletError(f"only {len(genes_list)} distinct architectures in the pool, {n} requested")
-    edges = np.linspace(madds.min(), madds.max(), n + 1)
-    bins = np.clip(np.searchsorted(edges, madds, side="right") - 1, 0, n - 1)
+        pool[genes] = cost.madds(genes)
+    return pool
+
+
+def madds_bins(madds: Sequence[float], lowest: float, highest: float, n: int) -> np.ndarray:
+    """Index of the equal-width bin of [lowest, highest] (n bins) that holds each MAdds value."""
+    edges = np.linspace(lowest, highest, n + 1)
+    return np.clip(np.searchsorted(edges, np.asarray(madds, dtype=np.float64), side="right") - 1, 0, n - 1)
+
+
+def stratified_archs(config: SupernetConfig, n: int, seed: int = 0, pool_size: int = 4000) -> list[Arch]:
+    """``n`` distinct architectures, one from each of ``n`` equal-width MAdds bins over the range of
+    :func:`candidate_pool` (bins left empty give their draw to the bins with the most candidates left),
+    sorted by MAdds."""
+    if n < 1:
+        raise ScarletError(f"number of architectures must be >= 1, got {n}")
+    pool = candidate_pool(config, pool_size, seed)
+    if len(pool) < n:
+        raise ScarletError(f"only {len(pool)} distinct architectures in the pool, {n} requested")
+    genes_list = list(pool)
+    madds = np.array([pool[g] for g in genes_list], dtype=np.float64)
+    bins = madds_bins(madds, madds.min(), madds.max(), n)
+    rng = np.random.default_rng(seed + 1)
     members = [list(rng.permutation(np.flatnonzero(bins == b))) for b in range(n)]
     chosen = [m.pop() for m in members if m]
-    while len(chosen) < n:  # bins left empty: one more from the bin with the most left
-        fullest = max(members, key=len)
-        chosen.append(fullest.pop())
+    while len(chosen) < n:
+        chosen.append(max(members, key=len).pop())
     chosen.sort(key=lambda i: madds[i])
+    space = get_space(config.space)
     return [Arch(space.name, genes_list[i]) for i in chosen]
 
 
