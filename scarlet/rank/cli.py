@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     a("--recalib-batches", type=int, default=8, help="training batches for BN recalibration of each subnet")
     a("--evaluator", choices=EVALUATORS, default="auto", help="supernet evaluation: batched, or one by one")
+    a("--no-published", action="store_true", help="leave out the papers' architectures (sampled ones only)")
     a("--cosine", action="store_true", help="also run the cosine-similarity analysis of every supernet")
     a("--no-progress", action="store_true", help="no progress bar")
     c = sub.add_parser("cosine", help="per-layer cosine similarity of the choices' outputs")
@@ -132,7 +133,7 @@ def _study(args) -> int:
     result = run_study(runs, config=config, dataset=dataset, n=args.n, seeds=list(range(args.seeds)), recipe=recipe,
                        cache_dir=Path(args.cache), out=out, prefix=args.prefix, sample_seed=args.sample_seed,
                        top_k=args.top_k, bootstrap=args.bootstrap, recalib_batches=args.recalib_batches,
-                       evaluator=args.evaluator, progress=not args.no_progress)
+                       evaluator=args.evaluator, published=not args.no_published, progress=not args.no_progress)
     print_table(result)
     if args.cosine:
         for run in runs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 from dataclasses import asdict
@@ -43,11 +44,11 @@ def network_config(runs: Sequence[SupernetRun], flags: dict) -> SupernetConfig:
     return SupernetConfig(**{k: getattr(first.config, k) for k in SHARED})
 
 
-def study_archs(config: SupernetConfig, n: int, seed: int) -> list[tuple[str, Arch]]:
+def study_archs(config: SupernetConfig, n: int, seed: int, published: bool = True) -> list[tuple[str, Arch]]:
     """``n`` architectures stratified by MAdds, then the published ones that fit the space (duplicates dropped)."""
     entries = [(f"sampled-{i}", a) for i, a in enumerate(stratified_archs(config, n, seed))]
     seen = {a.genes for _, a in entries}
-    for name, arch in published_archs(config.space):
+    for name, arch in published_archs(config.space) if published else []:
         if arch.genes not in seen:
             entries.append((name, arch))
             seen.add(arch.genes)
@@ -62,7 +63,7 @@ def _environment() -> dict:
 def run_study(runs: Sequence[SupernetRun], *, config: SupernetConfig, dataset: str, n: int, seeds: Sequence[int],
               recipe: Recipe, cache_dir: Path, out: Path, prefix: str = "ranking", sample_seed: int = 0,
               top_k: int | None = None, bootstrap: int = 1000, recalib_batches: int = 8, calib_batch_size: int = 64,
-              evaluator: str = "auto", progress: bool = True) -> dict:
+              evaluator: str = "auto", published: bool = True, progress: bool = True) -> dict:
     if n < 3:
         raise ScarletError(f"--n must be at least 3 architectures for a ranking, got {n}")
     if len(seeds) < 2:
@@ -73,7 +74,7 @@ def run_study(runs: Sequence[SupernetRun], *, config: SupernetConfig, dataset: s
     if data.in_channels != config.in_channels or data.num_classes != config.num_classes:
         raise ScarletError(f"data set {dataset} has {data.in_channels} channels and {data.num_classes} classes, "
                            f"the networks expect {config.in_channels} and {config.num_classes}")
-    entries = study_archs(config, n, sample_seed)
+    entries = study_archs(config, n, sample_seed, published)
     names, archs = [e[0] for e in entries], [e[1] for e in entries]
     gt = GroundTruth(cache_dir, recipe, data, dataset, config)
     table = gt.table(archs, seeds, progress)
@@ -109,11 +110,23 @@ def run_study(runs: Sequence[SupernetRun], *, config: SupernetConfig, dataset: s
     result = {"config": {"network": {k: getattr(config, k) for k in SHARED}, "dataset": dataset, "n_sampled": n,
                          "n_archs": len(archs), "seeds": list(seeds), "recipe": asdict(recipe), "top_k": k,
                          "bootstrap": bootstrap, "sample_seed": sample_seed, "recalib_batches": recalib_batches,
-                         "calib_batch_size": calib_batch_size, "evaluator": evaluator},
+                         "calib_batch_size": calib_batch_size, "evaluator": evaluator,
+                         "published": published},
               "environment": _environment(), "ground_truth": rows, "ceiling": ceiling, "supernets": supernets,
               "trained_now": gt.trained, "seconds": round(time.time() - started, 1)}
-    atomic_write_text(out / f"{prefix}.json", json.dumps(result, indent=1) + "\n")
+    atomic_write_text(out / f"{prefix}.json", json.dumps(json_safe(result), indent=1) + "\n")
     return result
+
+
+def json_safe(value):
+    """``value`` with every nan (an undefined statistic, e.g. all estimates tied) as None: strict JSON has no NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def print_table(result: dict) -> None:
