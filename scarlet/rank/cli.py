@@ -151,9 +151,12 @@ def _cosine(args) -> int:
     dataset = _dataset(args, runs)
     for run in runs:
         result = cosine_analysis(run, dataset, Path(args.out), args.prefix, args.path, args.batch, args.seed)
-        means = [(sum(map(sum, m)) - len(m)) / (len(m) * (len(m) - 1)) for m in result["matrices"]]
-        print(f"{run.label}: mean off-diagonal cosine similarity per layer "
-              f"{' '.join(f'{v:.2f}' for v in means)}; wrote {Path(args.out) / result['png']}")
+        means = result["per_layer_mean"]
+        line = f"{run.label}: mean cosine similarity per layer, between MBConv choices " + \
+            " ".join(f"{v:.2f}" for v in means["mbconv_pairs"])
+        if means["skip_vs_mbconv"] is not None:
+            line += "; skip vs MBConv " + " ".join(f"{v:.2f}" for v in means["skip_vs_mbconv"])
+        print(f"{line}; wrote {Path(args.out) / result['png']}")
     return 0
 
 

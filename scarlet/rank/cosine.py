@@ -46,3 +46,17 @@ def layer_similarities(model, images: torch.Tensor, path: Sequence[int]) -> list
         matrices.append(similarity_matrix([choice(x) for choice in layer]))
         x = layer[gene](x)
     return matrices
+
+
+def summarise_layers(matrices: Sequence[torch.Tensor], identity: int | None) -> dict:
+    """Per layer: the mean similarity between distinct MBConv choices, and (spaces with a skip choice) between
+    the skip choice and the MBConv choices, the two numbers SCARLET's Fig. 4 contrasts."""
+    blocks, skip = [], []
+    for m in matrices:
+        keep = [i for i in range(m.shape[0]) if i != identity]
+        sub = m[keep][:, keep]
+        k = len(keep)
+        blocks.append(float((sub.sum() - sub.trace()) / max(k * (k - 1), 1)))
+        if identity is not None:
+            skip.append(float(m[identity, keep].mean()))
+    return {"mbconv_pairs": blocks, "skip_vs_mbconv": skip if identity is not None else None}

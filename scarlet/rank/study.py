@@ -17,7 +17,7 @@ from scarlet.checkpoint import atomic_write_text
 from scarlet.cost import CostModel
 from scarlet.data import batches, load_dataset
 from scarlet.errors import ScarletError
-from scarlet.rank.cosine import layer_similarities
+from scarlet.rank.cosine import layer_similarities, summarise_layers
 from scarlet.rank.estimates import SupernetRun, estimate
 from scarlet.rank.ground_truth import GroundTruth, Recipe, published_archs, stratified_archs
 from scarlet.rank.plots import ranking_scatter, similarity_heatmaps
@@ -165,6 +165,7 @@ def cosine_analysis(run: SupernetRun, dataset: str, out: Path, prefix: str, path
                              f"input from path {path.encoding()}", [m.numpy() for m in matrices], tokens)
     result = {"label": run.label, "run_dir": str(run.path), "skip": config.skip, "path": path.encoding(),
               "images": int(images.shape[0]), "dataset": dataset, "tokens": tokens,
+              "per_layer_mean": summarise_layers(matrices, run.model.space.identity_index),
               "matrices": [m.tolist() for m in matrices], "png": png.name, "environment": _environment()}
     atomic_write_text(out / f"{prefix}_cosine_{run.label}.json", json.dumps(result, indent=1) + "\n")
     return result

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from scarlet.rank.cosine import channel_cosine, layer_similarities
+from scarlet.rank.cosine import channel_cosine, layer_similarities, summarise_layers
 from scarlet.supernet import Supernet
 
 
@@ -34,3 +34,10 @@ def test_identical_choices_have_similarity_one_and_model_is_untouched():
     assert not net.training
     after = net.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())
+
+
+def test_layer_summary_separates_skip_from_blocks():
+    m = torch.tensor([[1.0, 0.8, 0.2], [0.8, 1.0, 0.4], [0.2, 0.4, 1.0]], dtype=torch.float64)
+    s = summarise_layers([m], identity=2)
+    assert s["mbconv_pairs"] == [pytest.approx(0.8)] and s["skip_vs_mbconv"] == [pytest.approx(0.3)]
+    assert summarise_layers([m], identity=None)["mbconv_pairs"] == [pytest.approx((0.8 + 0.2 + 0.4) / 3)]
