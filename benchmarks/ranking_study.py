@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # (label, extra flags of `python -m scarlet.train`). The initialisation options come from the `learn` branch:
 # add one row per option and one with the papers' independent initialisation, e.g.
-#   ("fair-els-init-shared", ["--choice-init", "shared"]), ("fair-els-init-independent", ["--choice-init", "independent"])
+#   ("fair-els-init-shared", ["--choice-init", "shared"]),
+#   ("fair-els-init-independent", ["--choice-init", "independent"]),
 ABLATIONS: list[tuple[str, list[str]]] = [
     ("fair-els", []),                          # the default: strict fairness, ELS
     ("spos-els", ["--sampler", "uniform"]),    # SPOS, m times the steps

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m scarlet.rank", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     d = Recipe()
-    s = sub.add_parser("study", help="ground truth vs supernet estimates", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s = sub.add_parser("study", help="ground truth vs supernet estimates",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a = s.add_argument
     a("--supernet", action="append", default=[], metavar="LABEL=DIR", help="a trained supernet run; repeatable")
     a("--out", required=True, help="directory for PREFIX.json and the PNGs")

@@ -174,7 +174,8 @@ class GroundTruth:
     """Cached from-scratch results; ``trained`` counts the trainings this object actually ran."""
 
     def __init__(self, cache_dir: str | Path, recipe: Recipe, data: Dataset, dataset: str, config: SupernetConfig):
-        self.cache_dir, self.recipe, self.data, self.dataset, self.config = Path(cache_dir), recipe, data, dataset, config
+        self.cache_dir, self.recipe, self.data = Path(cache_dir), recipe, data
+        self.dataset, self.config = dataset, config
         self.trained = 0
 
     def result(self, arch: Arch, seed: int) -> dict:
