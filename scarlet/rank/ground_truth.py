@@ -35,7 +35,10 @@ CACHE_VERSION = 1  # bump when the training loop changes what a cached result me
 class Recipe:
     """The one from-scratch recipe: SGD with Nesterov momentum, linear warm-up then cosine to 0, no dropout.
 
-    Short on purpose: a few epochs on digits separate architectures without all of them reaching 100%.
+    Short on purpose, so that architectures do not all reach 100%. Measured on digits (width 0.25, 32x32, 10
+    architectures, benchmarks/results/ranking_recipe_check_cpu.json): at 4 epochs top-1 is 82-97% and the
+    seed-to-seed Kendall tau only 0.26 [-0.34, 0.76]; at 2 epochs (``--epochs 2``) 9-91% and 0.60 [0.12, 0.93],
+    a ranking dominated by how fast a network learns. More seeds or architectures narrow the intervals.
     """
 
     epochs: int = 4
