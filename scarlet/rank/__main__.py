@@ -1,0 +1,5 @@
+import sys
+
+from scarlet.rank.cli import main
+
+sys.exit(main())
