@@ -1,0 +1,86 @@
+"""The CPU defaults: channels-last layout and the executors' shortcuts give the NCHW sequential step's results."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from executor_cases import (assert_models_match, batch, fair_perms, global_relative_difference, pair, sgd,
+                            tiny_model)
+from scarlet.errors import ScarletError
+from scarlet.evaluate import evaluate_one_by_one, recalibrate_bn
+from scarlet.executor import batched_logits, make_step
+from scarlet.executor.layout import memory_format, to_layout
+from scarlet.executor.stacked import dead_border_taps
+
+CL = torch.channels_last
+
+
+def test_auto_layout_is_channels_last_on_cpu_only():
+    assert memory_format("auto", "cpu") == CL
+    assert memory_format("auto", "cuda") == torch.contiguous_format
+    assert memory_format("contiguous", "cpu") == torch.contiguous_format
+    with pytest.raises(ScarletError, match="memory format 'nhwc'"):
+        memory_format("nhwc", "cpu")
+
+
+@pytest.mark.parametrize("size", range(1, 6))
+@pytest.mark.parametrize("kernel,stride", [(3, 1), (5, 2), (7, 1), (7, 2)])
+def test_dead_border_taps_are_exactly_the_taps_that_only_meet_padding(size, kernel, stride):
+    g = torch.Generator().manual_seed(size * 10 + kernel)
+    x = torch.randn(2, 3, size, size, dtype=torch.float64, generator=g)
+    w = torch.randn(3, 1, kernel, kernel, dtype=torch.float64, generator=g)
+    ref = F.conv2d(x, w, None, stride, kernel // 2, 1, 3)
+    d = dead_border_taps(size, kernel, stride)
+    assert torch.allclose(F.conv2d(x, w[:, :, d:kernel - d, d:kernel - d], None, stride, kernel // 2 - d, 1, 3), ref)
+    if d < kernel // 2:  # one ring more and the result changes: the crop is the largest exact one
+        e = d + 1
+        out = F.conv2d(x, w[:, :, e:kernel - e, e:kernel - e], None, stride, kernel // 2 - e, 1, 3)
+        assert out.shape != ref.shape or not torch.allclose(out, ref)
+    if size == 1:
+        assert d == kernel // 2  # a 1x1 map meets the centre tap only
+
+
+@pytest.mark.parametrize("executor", ["sequential", "batched"])
+def test_channels_last_steps_match_the_nchw_sequential_reference(executor):
+    """Two SGD steps in float64 on a model ending at 1x1 maps (stem stride 2: most depthwise taps dead):
+    weights, gradients, BN statistics and momentum equal the NCHW sequential step's. Within 1e-7 in float64:
+    two steps of a tiny net with 1x1 maps amplify the rounding of another summation order to ~1e-8, while
+    a wrong layout or a wrong crop gives differences of order 1."""
+    ref, got = pair("scarlet-s2", "els", stem_stride=2)
+    to_layout(got, CL)
+    assert got.layers[0][0].conv_dw.weight.is_contiguous(memory_format=CL)
+    opt_ref, opt_got = sgd(ref), sgd(got)
+    seq, fast = make_step("sequential", ref, opt_ref), make_step(executor, got, opt_got)
+    for i in range(2):
+        images, labels = batch(ref, n=16, seed=i)  # 16 values per channel at 1x1 maps: BN well conditioned
+        perms = fair_perms("scarlet-s2", seed=30 + i)
+        seq(images, labels, perms)
+        fast(to_layout(images, CL), labels, perms)
+    assert_models_match(ref, got, 1e-7)
+    moms = [[opt.state[p]["momentum_buffer"] for p in m.parameters()] for opt, m in ((opt_ref, ref), (opt_got, got))]
+    assert global_relative_difference(*moms) < 1e-7
+
+
+def test_channels_last_evaluation_matches_nchw():
+    """BN recalibration and evaluation in channels-last give the NCHW logits, one by one and batched; the
+    evaluated model keeps its own layout."""
+    model = tiny_model(stem_stride=2)
+    archs = [tuple(fair_perms("scarlet-s2", seed=s)[:, k].tolist()) for s, k in ((1, 0), (2, 5), (3, 12))]
+    calib = [batch(model, n=6, seed=s) for s in (1, 2)]
+    images, labels = batch(model, n=8, seed=3)
+    cl_calib = [(to_layout(x, CL), y) for x, y in calib]
+    nchw, cl = copy.deepcopy(model), to_layout(copy.deepcopy(model), CL)
+    for genes in archs:
+        recalibrate_bn(nchw, genes, calib)
+        recalibrate_bn(cl, genes, cl_calib)
+        with torch.no_grad():
+            ref, got = nchw(images, genes), cl(to_layout(images, CL), genes)
+        assert torch.allclose(ref, got, rtol=1e-9, atol=1e-9)
+    ref = batched_logits(model, archs, calib, images)
+    assert torch.allclose(batched_logits(model, archs, cl_calib, to_layout(images, CL)), ref, rtol=1e-9, atol=1e-9)
+    accs = {fmt: evaluate_one_by_one(model, archs, calib, [(images, labels)], memory_format=fmt)
+            for fmt in ("contiguous", "channels_last")}
+    assert accs["contiguous"] == accs["channels_last"]
+    assert model.layers[0][0].conv_dw.weight.is_contiguous()  # the caller's model is not converted
