@@ -1,25 +1,32 @@
-"""Throughput of the fair step executors and of batched architecture evaluation; prints JSON.
+"""Speed and peak memory of the fair step and of architecture evaluation; prints JSON.
 
-Training: images per second (batch x m paths per step) of the sequential eager step (the reference), the batched
-step, and on a GPU also the batched step without scarlet_kernels (``batched_torch_ops``) and the batched step
-replayed from a CUDA graph, for scarlet-s2 at 32x32 (batch 128, stem stride 1 as for CIFAR) and 224x224 (batch 32
-and 64), fp32 and bf16 autocast, with peak memory on CUDA. Executors are timed in interleaved rounds and each
-keeps its best round, which suits a shared machine.
+On a CPU (the default without CUDA) one run compares, side by side in interleaved rounds, today's configuration
+(NCHW layout, eager, sequential step: ``baseline``) with the defaults (channels-last layout and the executor
+that ``auto`` picks, :func:`scarlet.executor.choose_executor`), and the batched executor with the sequential one
+in channels-last, at the default job's shapes (scarlet-s2, 32x32, stem stride 2, batch 64, 13 paths, 10 classes)
+and widths 0.25, 0.5, 1.0, plus resolutions 16 and 64. Every configuration lives in its own worker process, so
+its peak resident memory (``peak_rss_mib``, and ``step_rss_mib``: its growth from before the first step) is its
+own; each keeps its best round and reports the range of its rounds. Evaluation: the architectures the default
+job evaluates (random subnets and the published ones, BN recalibrated on 4 batches of 64, digits-sized
+validation) one by one in NCHW (today), one by one in channels-last (default) and batched in channels-last.
 
-Evaluation: P = 16 and 64 random architectures, batched (:func:`scarlet.executor.evaluate_batched`) against one
-by one (:func:`scarlet.executor.evaluate_one_by_one`), both with BN recalibration.
+On CUDA: images per second of the sequential step, the batched step with and without scarlet_kernels and
+replayed from a CUDA graph, at 32x32 and 224x224, fp32 and bf16, with peak memory; batched against one-by-one
+evaluation of 16 and 64 architectures.
 
-    python benchmarks/fair_step.py [--quick] [--device cpu|cuda] [--threads N] [--out FILE]
+    python -m benchmarks.fair_step [--quick] [--device cpu|cuda] [--threads N] [--rounds R] [--out FILE]
 
-``--quick`` uses tiny shapes and a few steps (a CPU smoke run, well under a minute).
+``--quick`` uses tiny shapes and one step (a smoke run).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import platform
+import resource
 import sys
 import time
 from pathlib import Path
@@ -134,36 +141,212 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# -- CPU: one worker process per configuration --------------------------------------------------------------
+DEFAULT_JOB = dict(space=SPACE, resolution=32, stem_stride=2, batch=64, classes=10, in_channels=1)  # digits
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _train_job(spec):
+    """A closure that runs ``spec["steps"]`` training steps of one configuration."""
+    from scarlet.executor.layout import memory_format, to_layout
+
+    torch.manual_seed(0)
+    model = Supernet(space=spec["space"], width=spec["width"], resolution=spec["resolution"],
+                     stem_stride=spec["stem_stride"], num_classes=spec["classes"], in_channels=spec["in_channels"])
+    fmt = memory_format(spec["layout"], "cpu")
+    to_layout(model, fmt)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=4e-5)
+    step = make_step(spec["executor"], model, optimizer)
+    images = to_layout(torch.randn(spec["batch"], spec["in_channels"], spec["resolution"], spec["resolution"]), fmt)
+    labels = torch.randint(spec["classes"], (spec["batch"],))
+    sampler = FairSampler(spec["space"], 0)
+    return lambda: step(images, labels, sampler.permutations())
+
+
+def _eval_job(spec):
+    """A closure that evaluates the default job's architectures once, as ``scarlet.train`` does at the end."""
+    from scarlet.arch import NAMED_ARCHS, parse_arch
+    from scarlet.data import batches, load_dataset
+    from scarlet.errors import ScarletError
+    from scarlet.evaluate import evaluate_one_by_one as one_by_one
+    from scarlet.executor.layout import batches_in_layout, memory_format
+
+    data = load_dataset("digits", spec["resolution"])
+    torch.manual_seed(0)
+    model = Supernet(space=spec["space"], width=spec["width"], resolution=spec["resolution"],
+                     stem_stride=spec["stem_stride"], num_classes=data.num_classes, in_channels=data.in_channels)
+    g = torch.Generator().manual_seed(1)
+    archs = [random_arch(spec["space"], g).genes for _ in range(8)]
+    for name in NAMED_ARCHS:
+        try:
+            archs.append(parse_arch(name, spec["space"]).genes)
+        except ScarletError:
+            pass
+    calib = list(batches(data.train, 64, limit=4))
+    val = list(batches(data.val, 256))
+    fmt = spec["layout"]
+    if spec["executor"] == "batched":
+        cl = memory_format(fmt, "cpu")
+        calib, val = batches_in_layout(calib, cl), batches_in_layout(val, cl)
+        return lambda: evaluate_batched(model, archs, calib, val)
+    return lambda: one_by_one(model, archs, calib, val, memory_format=fmt)
+
+
+def _worker(conn, spec, threads):
+    torch.set_num_threads(threads)
+    run = (_eval_job if spec["kind"] == "evaluate" else _train_job)(spec)
+    before = _rss_mib()
+    conn.send("ready")
+    while True:
+        repeats = conn.recv()
+        if repeats is None:
+            break
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            result = run()
+            times.append(time.perf_counter() - t)
+        conn.send((times, result if spec["kind"] == "evaluate" else None))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    conn.send({"peak_rss_mib": round(peak, 1), "step_rss_mib": round(peak - before, 1)})
+
+
+def _cpu_specs(quick: bool) -> list[dict]:
+    from scarlet.executor import choose_executor
+
+    base = dict(DEFAULT_JOB, kind="train")
+    if quick:
+        base.update(batch=8)
+    specs = []
+    sweep = [(w, 32) for w in (0.25, 0.5, 1.0)] + [(w, r) for r in (16, 64) for w in (0.25, 1.0)]
+    if quick:
+        sweep = [(0.25, 32)]
+    for width, res in sweep:
+        shape = dict(base, width=width, resolution=res)
+        if res == 32:  # today's configuration
+            specs.append(dict(shape, name="baseline", layout="contiguous", executor="sequential"))
+        for executor in ("sequential", "batched"):
+            specs.append(dict(shape, name=f"{executor}_channels_last", layout="channels_last", executor=executor))
+        auto = choose_executor("auto", torch.device("cpu"), "fair", width=width, resolution=res)
+        for spec in specs[-2:]:
+            spec["auto_picks"] = auto
+    ev = dict(DEFAULT_JOB, kind="evaluate", width=0.25)
+    specs += [dict(ev, name="eval_baseline", layout="contiguous", executor="one_by_one"),
+              dict(ev, name="eval_one_by_one_channels_last", layout="channels_last", executor="one_by_one"),
+              dict(ev, name="eval_batched_channels_last", layout="channels_last", executor="batched")]
+    return specs
+
+
+def bench_cpu(quick: bool, threads: int, rounds: int) -> dict:
+    specs = _cpu_specs(quick)
+    ctx = mp.get_context("spawn")
+    workers = []
+    for spec in specs:  # started one at a time: workers that import torch together slow each other down
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_worker, args=(child, spec, threads), daemon=True)
+        proc.start()
+        assert parent.recv() == "ready"
+        workers.append((spec, parent, proc))
+    times = {i: [] for i in range(len(specs))}
+    results = {}
+    for i, (spec, conn, _) in enumerate(workers):  # warm-up round (oneDNN primitive caches)
+        conn.send(1)
+        conn.recv()
+    for r in range(rounds):
+        for i, (spec, conn, _) in enumerate(workers):
+            conn.send(1 if spec["kind"] == "evaluate" else 2)
+            ts, result = conn.recv()
+            times[i].append(min(ts))
+            results[i] = result
+        print(f"round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+    rows = []
+    for i, (spec, conn, proc) in enumerate(workers):
+        conn.send(None)
+        memory = conn.recv()
+        proc.join()
+        row = {k: v for k, v in spec.items()}
+        row.update(best_s=round(min(times[i]), 4), range_s=[round(min(times[i]), 4), round(max(times[i]), 4)],
+                   **memory)
+        if spec["kind"] == "evaluate":
+            row["accuracies"] = results[i]
+        rows.append(row)
+    return {"rows": rows, "summary": _summarise(rows)}
+
+
+def _summarise(rows: list[dict]) -> list[dict]:
+    """Per shape: speed-ups of the defaults over today's configuration and of batched over sequential."""
+    out = []
+    train = [r for r in rows if r["kind"] == "train"]
+    for key in sorted({(r["width"], r["resolution"]) for r in train}, key=lambda k: (k[1], k[0])):
+        at = {r["name"]: r for r in train if (r["width"], r["resolution"]) == key}
+        seq, bat = at["sequential_channels_last"], at["batched_channels_last"]
+        default = at[f"{seq['auto_picks']}_channels_last"]
+        line = {"width": key[0], "resolution": key[1], "auto_picks": seq["auto_picks"],
+                "batched_over_sequential": round(seq["best_s"] / bat["best_s"], 3),
+                "batched_over_sequential_range": [round(min(s / b for s in seq["range_s"] for b in bat["range_s"]), 3),
+                                                  round(max(s / b for s in seq["range_s"] for b in bat["range_s"]), 3)],
+                "default_s": default["best_s"], "default_peak_rss_mib": default["peak_rss_mib"],
+                "default_step_rss_mib": default["step_rss_mib"],
+                "auto_over_faster": round(min(seq["best_s"], bat["best_s"]) / default["best_s"], 3)}
+        if "baseline" in at:
+            base = at["baseline"]
+            line.update(baseline_s=base["best_s"], baseline_peak_rss_mib=base["peak_rss_mib"],
+                        baseline_step_rss_mib=base["step_rss_mib"],
+                        default_over_baseline=round(base["best_s"] / default["best_s"], 3))
+        out.append(line)
+    ev = {r["name"]: r for r in rows if r["kind"] == "evaluate"}
+    if ev:
+        base = ev["eval_baseline"]["best_s"]
+        one, bat = ev["eval_one_by_one_channels_last"], ev["eval_batched_channels_last"]
+        out.append({"evaluate": True, "archs": len(ev["eval_baseline"]["accuracies"]),
+                    "one_by_one_channels_last_over_baseline": round(base / one["best_s"], 3),
+                    "batched_channels_last_over_baseline": round(base / bat["best_s"], 3),
+                    "same_accuracies": ev["eval_baseline"]["accuracies"] == one["accuracies"] == bat["accuracies"]})
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny shapes and few steps (CPU smoke run)")
+    p.add_argument("--quick", action="store_true", help="tiny shapes and few steps (smoke run)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per configuration [1]")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds [CPU: 3, quick: 1]")
     p.add_argument("--out", default=None, help="also write the JSON here")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    steps, rounds = (2, 2) if args.quick else (10, 3)
     report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
               "device_type": device.type, "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "quick": args.quick, "train": [], "evaluate": []}
-    configs = _train_configs(args.quick)
-    for cfg in configs:
-        for dtype_name in ("fp32", "bf16"):
-            report["train"].append(bench_train(cfg, dtype_name, device, steps, rounds))
-            print(json.dumps(report["train"][-1]), file=sys.stderr, flush=True)
-    eval_cfg = ({"resolution": 32, "stem_stride": 1, "batch": 8, "width": 0.25, "classes": 10} if args.quick
-                else {"resolution": 224, "stem_stride": 2, "batch": 64, "width": 1.0, "classes": 1000})
-    for num_archs in (16, 64):
-        report["evaluate"].append(bench_eval(num_archs, eval_cfg, device, 1 if args.quick else 2,
-                                             1))
-        print(json.dumps(report["evaluate"][-1]), file=sys.stderr, flush=True)
+              "quick": args.quick}
+    if device.type == "cpu":
+        report["command"] = "python -m benchmarks.fair_step " + " ".join(argv if argv is not None else sys.argv[1:])
+        report.update(bench_cpu(args.quick, args.threads, args.rounds or (1 if args.quick else 3)))
+    else:
+        report.update(_bench_cuda(args.quick, device))
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text + "\n")
+
+
+def _bench_cuda(quick: bool, device) -> dict:
+    steps, rounds = (2, 2) if quick else (10, 3)
+    report = {"train": [], "evaluate": []}
+    for cfg in _train_configs(quick):
+        for dtype_name in ("fp32", "bf16"):
+            report["train"].append(bench_train(cfg, dtype_name, device, steps, rounds))
+            print(json.dumps(report["train"][-1]), file=sys.stderr, flush=True)
+    eval_cfg = ({"resolution": 32, "stem_stride": 1, "batch": 8, "width": 0.25, "classes": 10} if quick
+                else {"resolution": 224, "stem_stride": 2, "batch": 64, "width": 1.0, "classes": 1000})
+    for num_archs in (16, 64):
+        report["evaluate"].append(bench_eval(num_archs, eval_cfg, device, 1 if quick else 2, 1))
+        print(json.dumps(report["evaluate"][-1]), file=sys.stderr, flush=True)
+    return report
 
 
 if __name__ == "__main__":
