@@ -3,10 +3,12 @@
 On a CPU (the default without CUDA) one run compares, side by side in interleaved rounds, today's configuration
 (NCHW layout, eager, sequential step: ``baseline``) with the defaults (channels-last layout and the executor
 that ``auto`` picks, :func:`scarlet.executor.choose_executor`), and the batched executor with the sequential one
-in channels-last, at the default job's shapes (scarlet-s2, 32x32, stem stride 2, batch 64, 13 paths, 10 classes)
-and widths 0.25, 0.5, 1.0, plus resolutions 16 and 64. Every configuration lives in its own worker process, so
-its peak resident memory (``peak_rss_mib``, and ``step_rss_mib``: its growth from before the first step) is its
-own; each keeps its best round and reports the range of its rounds. Evaluation: the architectures the default
+in channels-last, at the default job's shapes (scarlet-s2, 32x32, stem stride 2, batch 64, 13 paths, 10 classes,
+1 input channel) and widths 0.25, 0.5, 1.0, plus resolutions 16 and 64 at widths 0.25 and 1.0. All are timed
+in one process in interleaved rounds; each keeps its best round and reports the range of its rounds. At 32x32
+each configuration's peak resident memory is then measured in a fresh process (``peak_rss_mib``, and
+``run_rss_mib``: its growth over two steps from before the first, gradients and optimizer state included).
+Evaluation: the architectures the default
 job evaluates (random subnets and the published ones, BN recalibrated on 4 batches of 64, digits-sized
 validation) one by one in NCHW (today), one by one in channels-last (default) and batched in channels-last.
 
@@ -26,7 +28,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scarlet.arch import random_arch  # noqa: E402
-from scarlet.executor import evaluate_batched, evaluate_one_by_one, make_step  # noqa: E402
+from scarlet.executor import choose_executor, evaluate_batched, evaluate_one_by_one, make_step  # noqa: E402
 from scarlet.samplers import FairSampler  # noqa: E402
 from scarlet.supernet import Supernet  # noqa: E402
 
@@ -145,9 +146,14 @@ def _cpu_name() -> str:
 DEFAULT_JOB = dict(space=SPACE, resolution=32, stem_stride=2, batch=64, classes=10, in_channels=1)  # digits
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _rss_mib(field: str = "VmRSS") -> float:
+    """This process's resident memory now (VmRSS) or at its peak (VmHWM; unlike getrusage's maxrss it is not
+    inherited from the parent across fork and exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def _train_job(spec):
@@ -196,28 +202,22 @@ def _eval_job(spec):
     return lambda: one_by_one(model, archs, calib, val, memory_format=fmt)
 
 
-def _worker(conn, spec, threads):
+def _job(spec):
+    return (_eval_job if spec["kind"] == "evaluate" else _train_job)(spec)
+
+
+def _peak_memory(conn, spec, threads):
+    """In a fresh process: peak resident memory over one warm-up and one timed run of ``spec``."""
     torch.set_num_threads(threads)
-    run = (_eval_job if spec["kind"] == "evaluate" else _train_job)(spec)
+    run = _job(spec)
     before = _rss_mib()
-    conn.send("ready")
-    while True:
-        repeats = conn.recv()
-        if repeats is None:
-            break
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            result = run()
-            times.append(time.perf_counter() - t)
-        conn.send((times, result if spec["kind"] == "evaluate" else None))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    conn.send({"peak_rss_mib": round(peak, 1), "step_rss_mib": round(peak - before, 1)})
+    run()
+    run()
+    peak = _rss_mib("VmHWM")
+    conn.send({"peak_rss_mib": round(peak, 1), "run_rss_mib": round(peak - before, 1)})
 
 
 def _cpu_specs(quick: bool) -> list[dict]:
-    from scarlet.executor import choose_executor
-
     base = dict(DEFAULT_JOB, kind="train")
     if quick:
         base.update(batch=8)
@@ -231,9 +231,6 @@ def _cpu_specs(quick: bool) -> list[dict]:
             specs.append(dict(shape, name="baseline", layout="contiguous", executor="sequential"))
         for executor in ("sequential", "batched"):
             specs.append(dict(shape, name=f"{executor}_channels_last", layout="channels_last", executor=executor))
-        auto = choose_executor("auto", torch.device("cpu"), "fair", width=width, resolution=res)
-        for spec in specs[-2:]:
-            spec["auto_picks"] = auto
     ev = dict(DEFAULT_JOB, kind="evaluate", width=0.25)
     specs += [dict(ev, name="eval_baseline", layout="contiguous", executor="one_by_one"),
               dict(ev, name="eval_one_by_one_channels_last", layout="channels_last", executor="one_by_one"),
@@ -242,39 +239,40 @@ def _cpu_specs(quick: bool) -> list[dict]:
 
 
 def bench_cpu(quick: bool, threads: int, rounds: int) -> dict:
+    """Every configuration timed in one process, in interleaved rounds (a shared machine's load hits them all
+    alike); peak memory measured afterwards in a fresh process per default-shape configuration."""
     specs = _cpu_specs(quick)
-    ctx = mp.get_context("spawn")
-    workers = []
-    for spec in specs:  # started one at a time: workers that import torch together slow each other down
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child, spec, threads), daemon=True)
-        proc.start()
-        assert parent.recv() == "ready"
-        workers.append((spec, parent, proc))
-    times = {i: [] for i in range(len(specs))}
-    results = {}
-    for i, (spec, conn, _) in enumerate(workers):  # warm-up round (oneDNN primitive caches)
-        conn.send(1)
-        conn.recv()
+    jobs = [_job(spec) for spec in specs]
+    for job in jobs:  # warm-up (oneDNN primitive caches)
+        job()
+    times = [[] for _ in specs]
+    results = [None] * len(specs)
     for r in range(rounds):
-        for i, (spec, conn, _) in enumerate(workers):
-            conn.send(1 if spec["kind"] == "evaluate" else 2)
-            ts, result = conn.recv()
-            times[i].append(min(ts))
-            results[i] = result
+        for i, job in enumerate(jobs):
+            t = time.perf_counter()
+            results[i] = job()
+            times[i].append(time.perf_counter() - t)
         print(f"round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+    del jobs
+    ctx = mp.get_context("spawn")
     rows = []
-    for i, (spec, conn, proc) in enumerate(workers):
-        conn.send(None)
-        memory = conn.recv()
-        proc.join()
-        row = {k: v for k, v in spec.items()}
-        row.update(best_s=round(min(times[i]), 4), range_s=[round(min(times[i]), 4), round(max(times[i]), 4)],
-                   **memory)
+    for spec, ts, result in zip(specs, times, results):
+        row = dict(spec, best_s=round(min(ts), 4), times_s=[round(t, 4) for t in ts])
         if spec["kind"] == "evaluate":
-            row["accuracies"] = results[i]
+            row["accuracies"] = result
+        if spec["resolution"] == 32:  # one configuration at a time: the machine's memory is shared
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_peak_memory, args=(child, spec, threads))
+            proc.start()
+            row.update(parent.recv())
+            proc.join()
         rows.append(row)
     return {"rows": rows, "summary": _summarise(rows)}
+
+
+def _ratios(slow: dict, fast: dict) -> list[float]:
+    """Time of ``slow`` over time of ``fast`` in each round (side by side, so under the same load)."""
+    return [round(a / b, 3) for a, b in zip(slow["times_s"], fast["times_s"])]
 
 
 def _summarise(rows: list[dict]) -> list[dict]:
@@ -284,19 +282,19 @@ def _summarise(rows: list[dict]) -> list[dict]:
     for key in sorted({(r["width"], r["resolution"]) for r in train}, key=lambda k: (k[1], k[0])):
         at = {r["name"]: r for r in train if (r["width"], r["resolution"]) == key}
         seq, bat = at["sequential_channels_last"], at["batched_channels_last"]
-        default = at[f"{seq['auto_picks']}_channels_last"]
-        line = {"width": key[0], "resolution": key[1], "auto_picks": seq["auto_picks"],
+        auto = choose_executor("auto", torch.device("cpu"), "fair", width=key[0], resolution=key[1])
+        default = at[f"{auto}_channels_last"]
+        line = {"width": key[0], "resolution": key[1], "auto_picks": auto,
                 "batched_over_sequential": round(seq["best_s"] / bat["best_s"], 3),
-                "batched_over_sequential_range": [round(min(s / b for s in seq["range_s"] for b in bat["range_s"]), 3),
-                                                  round(max(s / b for s in seq["range_s"] for b in bat["range_s"]), 3)],
-                "default_s": default["best_s"], "default_peak_rss_mib": default["peak_rss_mib"],
-                "default_step_rss_mib": default["step_rss_mib"],
+                "batched_over_sequential_per_round": _ratios(seq, bat),
+                "default_s": default["best_s"],
                 "auto_over_faster": round(min(seq["best_s"], bat["best_s"]) / default["best_s"], 3)}
         if "baseline" in at:
             base = at["baseline"]
-            line.update(baseline_s=base["best_s"], baseline_peak_rss_mib=base["peak_rss_mib"],
-                        baseline_step_rss_mib=base["step_rss_mib"],
-                        default_over_baseline=round(base["best_s"] / default["best_s"], 3))
+            line.update(baseline_s=base["best_s"], default_over_baseline=round(base["best_s"] / default["best_s"], 3),
+                        default_over_baseline_per_round=_ratios(base, default),
+                        **{f"{who}_{k}": r[k] for who, r in (("baseline", base), ("default", default))
+                           for k in ("peak_rss_mib", "run_rss_mib")})
         out.append(line)
     ev = {r["name"]: r for r in rows if r["kind"] == "evaluate"}
     if ev:

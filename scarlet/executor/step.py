@@ -288,9 +288,7 @@ def choose_executor(name: str, device, sampler: str | None, *, width: float, res
         return name
     if sampler != "fair":
         return "sequential"
-    if torch.device(device).type == "cuda":
-        return "batched"
-    return "sequential"
+    return "batched"
 
 
 def make_step(name: str, model, optimizer, *, autocast_dtype=None, paths_in_flight: int | None = None,
