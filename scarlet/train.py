@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--space", choices=list(SPACES), help="search space [scarlet-s2]")
     a("--skip", choices=SKIP_KINDS, help="skip choice kind in SCARLET spaces [els]")
     a("--sampler", choices=list(SAMPLERS), help="fair (FairNAS strict fairness), uniform (SPOS), ef [fair]")
-    a("--executor", choices=("auto", "sequential", "batched"), help="how the paths of a step run [auto]")
+    a("--executor", choices=("auto", "sequential", "batched"),
+      help="how the paths of a step run; auto = batched with the fair sampler, else sequential [auto]")
     a("--memory-format", choices=LAYOUTS,
       help="layout of the model and batches: auto = channels_last on a CPU (faster), contiguous (NCHW) on CUDA")
     a("--arch", help="train this fixed architecture from scratch instead of a supernet")
@@ -171,10 +172,9 @@ def _make_step(run: Run, executor: str, autocast_dtype):
 
 
 def _choose_executor(cfg: dict, device: torch.device) -> str:
-    if cfg["executor"] != "auto":
-        return cfg["executor"]
-    # The batched executor pays off on a GPU; on a CPU the sequential step is as fast (benchmarks/results).
-    return "batched" if device.type == "cuda" and cfg["sampler"] == "fair" else "sequential"
+    from scarlet.executor import choose_executor
+
+    return choose_executor(cfg["executor"], device, cfg["sampler"], width=cfg["width"], resolution=cfg["resolution"])
 
 
 def _trim_metrics(path: Path, step: int) -> None:
