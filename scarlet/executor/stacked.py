@@ -103,7 +103,7 @@ class StackedForward:
         """Logits (B, slots, classes) of the stacked last-layer output, in slot order.
 
         ``dropout``: "off" (evaluation), "exact" (one mask per path, drawn in path order (``dropout_order``: the
-        slots in path order) as the sequential step draws them) or "fast" (one mask for all paths: graph replay).
+        slots in path order) as the sequential step draws them).
         """
         head = self.model.head
         b, c, h, w = x.shape
@@ -112,9 +112,7 @@ class StackedForward:
         y = head.act(norm(y, [head.bn] * slots, ("head", "bn"), order=order))
         feats = y.mean((2, 3)).view(b, slots, -1)
         p = head.dropout.p if isinstance(head.dropout, torch.nn.Dropout) else 0.0
-        if p > 0 and dropout == "fast":
-            feats = F.dropout(feats, p, True)
-        elif p > 0 and dropout == "exact":
+        if p > 0 and dropout == "exact":
             parts = [None] * slots
             for s in dropout_order:
                 parts[s] = F.dropout(feats[:, s], p, True)
