@@ -35,7 +35,7 @@ def timed(fn, repeat: int = 1) -> float:
 
 def bench_evaluation(args, device) -> dict:
     from scarlet.data import batches, load_dataset
-    from scarlet.search.supernet_problem import SupernetEvaluator, batched_evaluator_available
+    from scarlet.search.supernet_problem import SupernetEvaluator
     from scarlet.supernet import Supernet, SupernetConfig
 
     data = load_dataset("digits", args.resolution)
@@ -55,15 +55,12 @@ def bench_evaluation(args, device) -> dict:
     t = time.perf_counter()
     acc_one = one(archs)
     out["one_by_one_archs_per_s"] = args.archs / (time.perf_counter() - t)
-    if batched_evaluator_available():
-        batched = SupernetEvaluator(model, calib, val, "batched")
-        batched(warm)
-        t = time.perf_counter()
-        acc_batched = batched(archs)
-        out["batched_archs_per_s"] = args.archs / (time.perf_counter() - t)
-        out["batched_equals_one_by_one"] = acc_batched == acc_one
-    else:
-        out["batched_archs_per_s"] = None
+    batched = SupernetEvaluator(model, calib, val, "batched")
+    batched(warm)
+    t = time.perf_counter()
+    acc_batched = batched(archs)
+    out["batched_archs_per_s"] = args.archs / (time.perf_counter() - t)
+    out["batched_equals_one_by_one"] = acc_batched == acc_one
     return out
 
 

@@ -128,6 +128,7 @@ COUNT = 10**9  # upper bound of step/batch counts: large, but a typo like 1e12 i
 
 
 def _train_schema() -> Schema:
+    from scarlet.executor.layout import CHOICES as LAYOUTS
     from scarlet.fair_step import SHARED_GRAD_MODES
     from scarlet.optim import DECAY_ON
     from scarlet.samplers import SAMPLERS
@@ -136,7 +137,8 @@ def _train_schema() -> Schema:
 
     return {
         "space": Choice(*SPACES), "skip": Choice(*SKIP_KINDS), "sampler": Choice(*SAMPLERS),
-        "executor": Choice("auto", "sequential", "batched"), "arch": Str(none=True),
+        "executor": Choice("auto", "sequential", "batched"), "memory_format": Choice(*LAYOUTS),
+        "arch": Str(none=True),
         "epochs": Int(1, 100_000), "max_steps": Int(1, COUNT, none=True), "batch_size": Int(1, 1 << 16),
         "lr": Float(0, 100, lo_open=True, none=True), "momentum": Float(0, 1, hi_open=True),
         "weight_decay": Float(0, 1, none=True), "weight_decay_on": Choice(*DECAY_ON), "width": Float(0, 8, lo_open=True),

@@ -2,7 +2,8 @@
 
 BatchNorm statistics are recalibrated for each architecture: the running statistics of the modules on its path
 are reset and re-estimated as a cumulative average (BN momentum None) over the calibration batches in train mode,
-then the path is evaluated in eval mode. The model passed in is not modified: the work happens on a copy.
+then the path is evaluated in eval mode. The model passed in is not modified: the work happens on a copy, in the
+device's preferred memory layout (:mod:`scarlet.executor.layout`: channels-last on a CPU).
 """
 
 from __future__ import annotations
@@ -51,10 +52,15 @@ def accuracy(model: Supernet, genes: Sequence[int], val_batches: Sequence) -> fl
 
 
 def evaluate_one_by_one(model: Supernet, archs: Sequence[Sequence[int]], calib_batches: Sequence,
-                        val_batches: Sequence) -> list[float]:
-    """Top-1 accuracy of each architecture after BN recalibration; ``model`` is left untouched."""
-    work = copy.deepcopy(model)
-    calib_batches, val_batches = list(calib_batches), list(val_batches)
+                        val_batches: Sequence, memory_format: str = "auto") -> list[float]:
+    """Top-1 accuracy of each architecture after BN recalibration; ``model`` is left untouched.
+
+    ``memory_format``: "auto" (the device's preferred layout), "channels_last" or "contiguous"."""
+    from scarlet.executor.layout import batches_in_layout, memory_format as layout, to_layout
+
+    fmt = layout(memory_format, next(model.parameters()).device)
+    work = to_layout(copy.deepcopy(model), fmt)
+    calib_batches, val_batches = batches_in_layout(calib_batches, fmt), batches_in_layout(val_batches, fmt)
     out = []
     for arch in archs:
         genes = tuple(arch)

@@ -29,6 +29,7 @@ from scarlet.config import check_saved, describe, flag, resolve, resolve_device,
 from scarlet.cost import CostModel
 from scarlet.data import BatchStream, batches, load_dataset
 from scarlet.errors import ArgumentParser, ScarletError, cli_main
+from scarlet.executor.layout import CHOICES as LAYOUTS, memory_format, to_layout
 from scarlet.fair_step import SHARED_GRAD_MODES
 from scarlet.optim import DECAY_ON, RMSpropTF, decay_groups
 from scarlet.rundir import RunLock, output_dir, read_jsonl, require_files
@@ -38,7 +39,7 @@ from scarlet.supernet import Supernet, SupernetConfig
 from scarlet.supernet_init import INIT_SCHEMES
 
 DEFAULTS = {
-    "space": "scarlet-s2", "skip": "els", "sampler": "fair", "executor": "auto", "arch": None,
+    "space": "scarlet-s2", "skip": "els", "sampler": "fair", "executor": "auto", "memory_format": "auto", "arch": None,
     "epochs": 5, "max_steps": None, "batch_size": 64, "lr": None, "momentum": 0.9, "weight_decay": None,
     "weight_decay_on": "weights",
     "width": 0.25, "resolution": None, "stem_stride": 2, "dropout": None,
@@ -49,11 +50,12 @@ DEFAULTS = {
     "init": "same-function", "shared_grad": "mean", "warmup_steps": 10,
 }
 # What a run saved before these options existed trained with (so that it resumes as it was).
-LEGACY = {"init": "independent", "shared_grad": "sum", "warmup_steps": 0, "weight_decay_on": "all"}
+LEGACY = {"init": "independent", "shared_grad": "sum", "warmup_steps": 0, "weight_decay_on": "all",
+          "memory_format": "auto"}
 SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
 # What a resumed run may change; everything else comes from the run's saved configuration.
 RESUMABLE = {"epochs", "max_steps", "checkpoint_every", "log_every", "device", "eval_archs", "recalib_batches",
-             "out", "executor"}
+             "out", "executor", "memory_format"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--space", choices=list(SPACES), help="search space [scarlet-s2]")
     a("--skip", choices=SKIP_KINDS, help="skip choice kind in SCARLET spaces [els]")
     a("--sampler", choices=list(SAMPLERS), help="fair (FairNAS strict fairness), uniform (SPOS), ef [fair]")
-    a("--executor", choices=("auto", "sequential", "batched"), help="how the paths of a step run [auto]")
+    a("--executor", choices=("auto", "sequential", "batched"),
+      help="how the paths of a step run; auto = batched with the fair sampler, else sequential [auto]")
+    a("--memory-format", choices=LAYOUTS,
+      help="layout of the model and batches: auto = channels_last on a CPU (faster), contiguous (NCHW) on CUDA")
     a("--arch", help="train this fixed architecture from scratch instead of a supernet")
     a("--epochs", type=int, help="epochs; also sets the length of the learning-rate schedule [5]")
     a("--max-steps", type=int, help="stop after this many steps in total (the schedule keeps --epochs)")
@@ -146,7 +151,9 @@ class Run:
             self.optimizer = torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"])
         else:  # TensorFlow-style RMSProp as in MnasNet/SCARLET: decay 0.9, momentum 0.9, eps 1e-3
             self.optimizer = RMSpropTF(groups, lr=cfg["lr"], decay=0.9, momentum=cfg["momentum"], eps=1e-3)
-        self.model.to(device)
+        # Runs saved before the option existed resume in the layout "auto" picks (same values within fp tolerance).
+        self.memory_format = memory_format(cfg.get("memory_format", "auto"), device)
+        to_layout(self.model.to(device), self.memory_format)
         self.stream = BatchStream(self.data.train, cfg["batch_size"], cfg["seed"])
         self.step = 0
         space = get_space(self.model_config.space)
@@ -222,10 +229,9 @@ def _make_step(run: Run, executor: str, autocast_dtype):
 
 
 def _choose_executor(cfg: dict, device: torch.device) -> str:
-    if cfg["executor"] != "auto":
-        return cfg["executor"]
-    # The batched executor pays off on a GPU; on a CPU the sequential step is as fast (benchmarks/results).
-    return "batched" if device.type == "cuda" and cfg["sampler"] == "fair" else "sequential"
+    from scarlet.executor import choose_executor
+
+    return choose_executor(cfg["executor"], device, cfg["sampler"], width=cfg["width"], resolution=cfg["resolution"])
 
 
 def _trim_metrics(path: Path, step: int) -> None:
@@ -254,7 +260,7 @@ def _evaluate(run: Run) -> list[dict]:
     calib = [(x.to(dev), y.to(dev)) for x, y in
              batches(run.data.train, run.cfg["batch_size"], limit=run.cfg["recalib_batches"])]
     val = [(x.to(dev), y.to(dev)) for x, y in batches(run.data.val, 256)]
-    accs = evaluate_one_by_one(model, [g for _, g in entries], calib, val)
+    accs = evaluate_one_by_one(model, [g for _, g in entries], calib, val, run.cfg.get("memory_format", "auto"))
     cost = CostModel(run.model_config)
     ref = CostModel(SupernetConfig(space=space.name))  # the paper's setting: 224x224, 1000 classes
     rows = []
@@ -417,6 +423,7 @@ def train(run: Run, out: Path, metrics_path: Path, progress: bool = True) -> Non
         while run.step < total:
             images, labels = run.stream.next()
             images, labels = images.to(dev, non_blocking=True), labels.to(dev, non_blocking=True)
+            images = to_layout(images, run.memory_format)
             lr = learning_rate(cfg, run.step, spe)
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
@@ -480,7 +487,7 @@ def _standalone_accuracy(run: Run) -> float:
     run.model.eval()
     correct = total = 0
     for x, y in batches(run.data.val, 256):
-        correct += (run.model(x.to(run.device)).argmax(1).cpu() == y).sum().item()
+        correct += (run.model(to_layout(x.to(run.device), run.memory_format)).argmax(1).cpu() == y).sum().item()
         total += y.numel()
     run.model.train()
     return correct / max(total, 1)

@@ -11,7 +11,7 @@
 
 from scarlet.executor.evaluate import batched_logits, evaluate_batched, evaluate_one_by_one
 from scarlet.executor.plan import Plan, build_plan
-from scarlet.executor.step import BatchedStep, SequentialStep, make_step
+from scarlet.executor.step import BatchedStep, SequentialStep, choose_executor, make_step
 
-__all__ = ["BatchedStep", "Plan", "SequentialStep", "batched_logits", "build_plan", "evaluate_batched",
-           "evaluate_one_by_one", "make_step"]
+__all__ = ["BatchedStep", "Plan", "SequentialStep", "batched_logits", "build_plan", "choose_executor",
+           "evaluate_batched", "evaluate_one_by_one", "make_step"]

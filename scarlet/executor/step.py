@@ -83,9 +83,11 @@ class BatchedStep:
     momentum None, and the slot layout (which choices each layer runs, the batch shape) stays the same from step
     to step, as under strict fairness. The first ``warmup_steps`` steps of a layout run eagerly on a side stream,
     then the step is captured and every later step of that layout is a replay. The optimizer step is inside the
-    graph when every param group's ``lr`` is a tensor (a float lr would be frozen into the graph and a scheduler
-    could not change it); otherwise it runs eagerly right after the replay. Capture failures fall back to eager
-    steps with one warning.
+    graph only when :func:`optimizer_capturable` (a tensor ``lr`` and ``capturable=True`` in every param group: a
+    float lr would be frozen into the graph, and optimizers without that option, SGD among them, read a tensor lr
+    on the host); otherwise it runs eagerly right after the replay. A head with dropout > 0 is never captured:
+    a replay draws one mask for all paths, the eager step one per path as the sequential step does, so only the
+    eager step is exact. Capture failures fall back to eager steps with one warning.
     """
 
     name = "batched"
@@ -115,11 +117,6 @@ class BatchedStep:
         if self._graph_possible(images, len(archs), in_flight):
             return self._graph_step(images, labels, archs)
         return self._eager_step(images, labels, archs, in_flight)
-
-    def reset_graph(self) -> None:
-        """Drop a captured graph (call after replacing parameters or the optimizer's state)."""
-        self._graph = None
-        self._streak = (None, 0)
 
     # -- eager ------------------------------------------------------------------------------------------------
     def _in_flight(self, images, num_paths: int) -> int:
@@ -154,7 +151,7 @@ class BatchedStep:
             route = routing if routing is not None else plan.routing().to(device, non_blocking=True)
             with ctx:
                 slot_losses, order = self.forward.losses(shared, labels, plan, route, norm,
-                                                         dropout="fast" if graph_mode else "exact")
+                                                         dropout="exact")
             slot_losses.sum().backward()
             out.append(slot_losses.detach().float().index_select(0, order))
         if len(chunks) > 1:
@@ -174,6 +171,10 @@ class BatchedStep:
         if in_flight < num_paths:
             self._warn_once("chunks", "batched step: CUDA graph replay needs all paths in flight; running eagerly "
                             f"({in_flight} of {num_paths} paths in flight)")
+            return False
+        if any(isinstance(m, nn.Dropout) and m.p > 0 for m in self.model.modules()):
+            self._warn_once("dropout", "batched step: a replayed graph cannot draw dropout masks as the sequential "
+                            "step does; CUDA graph replay disabled, running eagerly")
             return False
         if any(m.momentum is None for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
             self._warn_once("momentum", "batched step: BN momentum None reads a counter on the host each step; "
@@ -217,6 +218,13 @@ class BatchedStep:
         return self._graph.replay(images, labels, plan.routing())
 
 
+def optimizer_capturable(optimizer) -> bool:
+    """Whether ``optimizer.step()`` can run inside a CUDA graph: every param group has a tensor ``lr`` (a float
+    would be frozen into the graph) and ``capturable=True``; without that flag (SGD has none) optimizers turn a
+    tensor lr into a Python number, a host sync that fails the capture."""
+    return all(isinstance(g["lr"], torch.Tensor) and g.get("capturable") is True for g in optimizer.param_groups)
+
+
 class _Graph:
     """One captured step: static inputs (images, labels, routing), the graph, its losses and gradients."""
 
@@ -228,12 +236,10 @@ class _Graph:
         self = cls()
         self.key, self.step = key, step
         optimizer = step.optimizer
-        self.whole = optimizer is not None and all(
-            isinstance(g["lr"], torch.Tensor) and g.get("capturable", True) is not False
-            for g in optimizer.param_groups)
+        self.whole = optimizer is not None and optimizer_capturable(optimizer)
         if optimizer is not None and not self.whole:
-            step._warn_once("lr", "batched step: the optimizer step runs eagerly after the graph replay (capture it "
-                            "too with a tensor lr, and capturable=True where the optimizer has that option)")
+            step._warn_once("lr", "batched step: the optimizer step runs eagerly after the graph replay (it is "
+                            "captured too with a tensor lr and capturable=True, e.g. Adam(capturable=True))")
         self.params = [p for p in step.model.parameters() if p.requires_grad]
         self.images = images.detach().clone()
         self.labels = labels.detach().clone()
@@ -286,6 +292,20 @@ class _Graph:
         if self.step.optimizer is not None and not self.whole:
             self.step.optimizer.step()
         return self.losses.clone()
+
+
+def choose_executor(name: str, device, sampler: str | None, *, width: float, resolution: int) -> str:
+    """The executor ``name`` ("auto", "sequential" or "batched") stands for, for a supernet of ``width`` trained
+    at ``resolution`` on ``device`` with ``sampler``.
+
+    "auto": batched on CUDA; on a CPU, from the measured rule below. Both give the same results (tested); the
+    batched step needs every path of a step to be a different one to pay off, as the fair sampler's are.
+    """
+    if name != "auto":
+        return name
+    if sampler != "fair":
+        return "sequential"
+    return "batched"
 
 
 def make_step(name: str, model, optimizer, *, autocast_dtype=None, paths_in_flight: int | None = None,

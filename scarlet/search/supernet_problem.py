@@ -15,7 +15,8 @@ import torch
 
 from scarlet.cost import CostModel
 from scarlet.errors import ScarletError
-from scarlet.evaluate import accuracy, recalibrate_bn
+from scarlet.evaluate import evaluate_one_by_one
+from scarlet.executor.layout import batches_in_layout, memory_format
 from scarlet.search.problem import Constraint, Objective, Problem
 from scarlet.supernet import Supernet, SupernetConfig
 
@@ -26,22 +27,16 @@ COST_MODELS = ("supernet", "paper")
 EVALUATORS = ("auto", "batched", "one-by-one")
 
 
-def batched_evaluator_available() -> bool:
-    try:
-        from scarlet.executor import evaluate_batched  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class SupernetEvaluator:
     """``evaluator(genomes) -> accuracies`` on the same calibration and validation batches.
 
-    ``mode``: "one-by-one" (:mod:`scarlet.evaluate`, the reference: it recalibrates the model's own BN buffers
-    of each path in turn, from scratch each time, so a result does not depend on what was evaluated before),
+    ``mode``: "one-by-one" (:func:`scarlet.evaluate.evaluate_one_by_one`, the reference: it recalibrates the
+    BN statistics of each path in turn on a copy of the model, from scratch each time, so a result does not
+    depend on what was evaluated before),
     "batched" (:func:`scarlet.executor.evaluate_batched`: all the genomes of a call at once, per-path
     statistics kept outside the model, same accuracies), or "auto" (batched on a GPU, one by one on a CPU
-    where the two run at the same speed; see ``benchmarks/search.py``).
+    where the two run at the same speed; see ``benchmarks/search.py``). The batches are kept in the device's
+    preferred memory layout (:mod:`scarlet.executor.layout`).
     """
 
     def __init__(self, model: Supernet, calib_batches: Sequence, val_batches: Sequence, mode: str = "auto",
@@ -50,14 +45,14 @@ class SupernetEvaluator:
             raise ScarletError("the validation split is empty: nothing to measure accuracy on")
         if mode not in EVALUATORS:
             raise ScarletError(f"unknown evaluator {mode!r}; choose one of {', '.join(EVALUATORS)}")
+        device = next(model.parameters()).device
         if mode == "auto":
-            on_gpu = next(model.parameters()).device.type == "cuda"
-            mode = "batched" if on_gpu and batched_evaluator_available() else "one-by-one"
-        if mode == "batched" and not batched_evaluator_available():
-            raise ScarletError("the batched evaluator (scarlet.executor) is not available; use --evaluator "
-                               "one-by-one")
+            mode = "batched" if device.type == "cuda" else "one-by-one"
         self.mode, self.chunk = mode, chunk
-        self.model, self.calib_batches, self.val_batches = model, list(calib_batches), list(val_batches)
+        fmt = memory_format("auto", device)
+        self.model = model
+        self.calib_batches = batches_in_layout(calib_batches, fmt)
+        self.val_batches = batches_in_layout(val_batches, fmt)
 
     @torch.no_grad()
     def __call__(self, genomes: Sequence[Sequence[int]]) -> list[float]:
@@ -66,13 +61,7 @@ class SupernetEvaluator:
 
             return evaluate_batched(self.model, [tuple(g) for g in genomes], self.calib_batches, self.val_batches,
                                     self.chunk)
-        out = []
-        for genes in genomes:
-            genes = tuple(genes)
-            if self.calib_batches:
-                recalibrate_bn(self.model, genes, self.calib_batches)
-            out.append(accuracy(self.model, genes, self.val_batches))
-        return out
+        return evaluate_one_by_one(self.model, [tuple(g) for g in genomes], self.calib_batches, self.val_batches)
 
 
 def cost_model_for(model: Supernet, which: str) -> CostModel:

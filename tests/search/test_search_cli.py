@@ -99,10 +99,6 @@ def test_resume_after_interrupt_is_exact(supernet, tmp_path, monkeypatch):
 
 
 def test_batched_evaluator_gives_the_same_search(supernet, tmp_path):
-    from scarlet.search.supernet_problem import batched_evaluator_available
-
-    if not batched_evaluator_available():
-        pytest.skip("no batched evaluator in scarlet.executor")
     args = ["--population", "4", "--generations", "1", "--seed", "5"]
     assert search(supernet, tmp_path / "one", *args, "--evaluator", "one-by-one") == 0
     assert search(supernet, tmp_path / "batched", *args, "--evaluator", "batched") == 0
