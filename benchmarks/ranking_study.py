@@ -28,16 +28,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-# (label, extra flags of `python -m scarlet.train`). The initialisation options come from the `learn` branch:
-# add one row per option and one with the papers' independent initialisation, e.g.
-#   ("fair-els-init-shared", ["--choice-init", "shared"]),
-#   ("fair-els-init-independent", ["--choice-init", "independent"]),
+# (label, extra flags of `python -m scarlet.train`). The default job's init is same-function (every MBConv choice of a
+# layer starts as one function, on top of the stable init); the init rows compare it with the papers' independent
+# init and with the stable init alone, everything else equal.
 ABLATIONS: list[tuple[str, list[str]]] = [
     ("fair-els", []),                          # the default: strict fairness, ELS
     ("spos-els", ["--sampler", "uniform"]),    # SPOS, m times the steps
     ("ef-els", ["--sampler", "ef"]),           # expectation fairness: one path trained m times per step
     ("fair-skip", ["--skip", "skip"]),         # SCARLET section 6: without ELS
     ("fair-els-relu", ["--skip", "els-relu"]),  # SCARLET section 6: non-equivariant stabiliser
+    ("fair-els-stable", ["--init", "stable"]),             # zero-init residual BN + ELS as identity only
+    ("fair-els-independent", ["--init", "independent"]),   # the papers' (and the authors' code's) init
 ]
 
 QUICK_TRAIN = ["--width", "0.125", "--resolution", "16", "--batch-size", "32", "--eval-archs", "0",
