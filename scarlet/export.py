@@ -37,7 +37,7 @@ from torch import nn
 from scarlet.arch import Arch
 from scarlet.checkpoint import atomic_write_bytes, atomic_write_text
 from scarlet.cost import CostModel
-from scarlet.errors import ArgumentParser, ScarletError, cli_main
+from scarlet.errors import ArgumentParser, ScarletError, cli_main, reason
 from scarlet.fold import TOLERANCE, ExportedNet, check_fold, fold_path, output_error, random_inputs
 from scarlet.standalone import StandaloneNet, Subsample
 from scarlet.supernet import Supernet, SupernetConfig
@@ -263,8 +263,7 @@ def load_exported(directory) -> nn.Module:
         state = torch.load(d / "model.pt", map_location="cpu", weights_only=True)
         net.load_state_dict(state)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ScarletError(f"{d / 'model.pt'} does not hold this network's weights ({first})") from None
+        raise ScarletError(f"{d / 'model.pt'} does not hold this network's weights ({reason(e)})") from None
     return net.eval()
 
 

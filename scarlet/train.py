@@ -28,7 +28,7 @@ from scarlet.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoi
 from scarlet.config import check_saved, describe, flag, resolve, resolve_device, schema
 from scarlet.cost import CostModel
 from scarlet.data import BatchStream, batches, load_dataset
-from scarlet.errors import ArgumentParser, ScarletError, cli_main
+from scarlet.errors import ArgumentParser, ScarletError, cli_main, reason
 from scarlet.rundir import RunLock, output_dir, read_jsonl, require_files
 from scarlet.samplers import SAMPLERS, make_sampler
 from scarlet.space import SKIP_KINDS, SPACES, get_space
@@ -164,9 +164,8 @@ class Run:
             if self.device.type == "cuda" and state["cuda_rng"]:
                 torch.cuda.set_rng_state_all(state["cuda_rng"])
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             raise ScarletError(f"checkpoint {path} is damaged or belongs to another run "
-                               f"({type(e).__name__}: {first})") from None
+                               f"({type(e).__name__}: {reason(e)})") from None
         self.step, self.choice_counts, self.last_loss = step, counts, loss
         self.saved_step = step
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from scarlet.config import describe, flag, resolve_device
-from scarlet.errors import ArgumentParser, ScarletError, cli_main
+from scarlet.errors import ArgumentParser, ScarletError, cli_main, reason
 from scarlet.rundir import RunLock, output_dir, require_files
 from scarlet.search.algorithm import SearchConfig
 
@@ -207,8 +207,7 @@ def _read_state(path: Path) -> dict:
     try:
         state = json.loads(path.read_text())
     except (OSError, ValueError, RecursionError) as e:
-        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
-        raise ScarletError(f"search state {path} is unreadable ({first})") from None
+        raise ScarletError(f"search state {path} is unreadable ({reason(e)})") from None
     if not isinstance(state, dict) or state.get("format") != CLI_STATE_FORMAT or "search" not in state \
             or "settings" not in state or not isinstance(state.get("space"), str):
         raise ScarletError(f"{path} is not a search state written by python -m scarlet.search")
@@ -242,8 +241,7 @@ def _run_config(supernet_path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError, RecursionError) as e:
-        raise ScarletError(f"{path} is unreadable ({(str(e).splitlines() or [type(e).__name__])[0][:200]}); pass "
-                           f"--dataset and move it away") from None
+        raise ScarletError(f"{path} is unreadable ({reason(e)}); pass --dataset and move it away") from None
     if not isinstance(data, dict):
         raise ScarletError(f"{path} is not a training run configuration (not a mapping)")
     options = schema("train")
@@ -303,6 +301,7 @@ def _main(args, held: contextlib.ExitStack) -> int:
     from scarlet.search.supernet_problem import SupernetEvaluator, cost_model_for, supernet_problem
 
     supernet_path = Path(cfg["supernet"])
+    run_cfg = _run_config(supernet_path)
     model = scarlet.load_supernet(supernet_path, map_location=device)
     if cfg["space"] is not None and model.space.name != cfg["space"]:
         raise ScarletError(f"{supernet_path} is a {model.space.name} supernet, not {cfg['space']}")
@@ -313,7 +312,7 @@ def _main(args, held: contextlib.ExitStack) -> int:
     if saved is not None and saved.get("supernet_fingerprint", fingerprint) != fingerprint:
         raise ScarletError(f"{supernet_path} is not the supernet the search in {cfg['out']} evaluated (its weights "
                            f"differ); resume with that supernet or start a new --out")
-    calib, val, data_spec = _batches(cfg, model, _run_config(supernet_path), device)
+    calib, val, data_spec = _batches(cfg, model, run_cfg, device)
     evaluator = SupernetEvaluator(model, calib, val, cfg["evaluator"], cfg["eval_chunk"])
     problem = supernet_problem(model, evaluator, objectives, cost_model_for(model, cfg["cost_model"]),
                                madds_max=cfg["madds_max"], acc_min=cfg["acc_min"])
@@ -351,9 +350,8 @@ def _load_search_state(algo, state, path: Path) -> None:
     try:
         algo.load_state_dict(state)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError, OverflowError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise ScarletError(f"search state {path} is damaged or belongs to another search "
-                           f"({type(e).__name__}: {first})") from None
+                           f"({type(e).__name__}: {reason(e)})") from None
     choices = algo.problem.num_choices
     for genome in algo.archive.records:
         if len(genome) != len(choices) or not all(0 <= g < c for g, c in zip(genome, choices)):
