@@ -248,6 +248,8 @@ def _resolve_config(args) -> dict:
         # A named architecture brings its own space unless one is given.
         cfg["space"] = NAMED_ARCHS.get(cfg["arch"].strip().lower(), (cfg["space"],))[0]
     standalone = cfg["arch"] is not None
+    if standalone:
+        parse_arch(cfg["arch"], cfg["space"])  # refused before the data set loads
     if cfg["resolution"] is None:
         cfg["resolution"] = 224 if cfg["dataset"].startswith("imagefolder") else 32
     if cfg["lr"] is None:

@@ -379,12 +379,16 @@ def _search(algo, cfg: dict, out: Path, elapsed: list[float], space: str, finger
     bar = tqdm(total=total, initial=min(len(algo.history), total), disable=not progress, unit=unit,
                dynamic_ncols=True)
     started = time.time() - (elapsed[-1] if elapsed else 0.0)
+    resumed = algo.generation if elapsed else None
+
+    saved_at: list[int] = []  # generations whose state this process wrote
 
     def checkpoint(algorithm, record):
         elapsed.append(time.time() - started)
         state = {"format": CLI_STATE_FORMAT, "settings": cfg, "space": space, "supernet_fingerprint": fingerprint,
                  "elapsed": elapsed, "search": algorithm.state_dict()}
         atomic_write_text(out / STATE_NAME, json.dumps(state) + "\n")
+        saved_at.append(algorithm.generation)
         write_history_jsonl(out / "history.jsonl", algorithm.history, elapsed)
         bar.update(1)
         bar.set_postfix(front=record["front_size"], best_acc=f"{record['best'].get('acc', float('nan')):.4f}",
@@ -397,8 +401,11 @@ def _search(algo, cfg: dict, out: Path, elapsed: list[float], space: str, finger
         write_history_jsonl(out / "history.jsonl", algo.history, elapsed)
         plotted = plot_pareto(out / "pareto.png", algo, result)
     except OSError as e:
-        saved = (f"the search state in {out} ({len(elapsed)} generation(s)) is intact and --resume continues it"
-                 if elapsed else "no search state has been written yet")
+        if saved_at or resumed:
+            saved = (f"the search state in {out} (generation {saved_at[-1] if saved_at else resumed}) is intact and "
+                     f"--resume continues it")
+        else:
+            saved = "no search state has been written yet"
         raise ScarletError(f"cannot write {e.filename or out} ({e.strerror}); {saved}") from None
     finally:
         bar.close()
