@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from scarlet.arch import Arch
-from scarlet.checkpoint import atomic_write_bytes, atomic_write_text
+from scarlet.checkpoint import atomic_write_bytes, atomic_write_text, check_model_config
 from scarlet.cost import CostModel
 from scarlet.errors import ArgumentParser, ScarletError, cli_main, reason
 from scarlet.fold import TOLERANCE, ExportedNet, check_fold, fold_path, output_error, random_inputs
@@ -250,8 +250,12 @@ def load_exported(directory) -> nn.Module:
         meta = json.loads((d / "arch.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ScarletError(f"{d / 'arch.json'} is missing or unreadable ({e})") from None
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ScarletError(f"{d / 'arch.json'} is not a Scarlet export (format {FORMAT} version {VERSION})")
+    if meta.get("variant") not in VARIANTS or not isinstance(meta.get("fold_bn"), bool) \
+            or not isinstance(meta.get("arch"), str):
+        raise ScarletError(f"{d / 'arch.json'}: variant, fold_bn or arch is missing or of the wrong type")
+    check_model_config(meta.get("config"), f"{d / 'arch.json'}: config")
     config = SupernetConfig.from_dict(meta["config"])
     if meta["variant"] == "exact":
         net = ExportedNet(meta["arch"], config, fold_bn=meta["fold_bn"])

@@ -75,3 +75,19 @@ def test_full_disk_during_search_then_resume_is_exact(supernet_run, tmp_path, mo
     assert search_main(["--resume", "--out", str(faulted), "--no-progress"]) == 0
     for name in ("pareto.json", "evaluated.csv"):
         assert (faulted / name).read_text() == (straight / name).read_text(), name
+
+
+@pytest.mark.parametrize("meta,message", [
+    ({"format": "scarlet-export", "version": 1, "variant": "exact", "fold_bn": False, "arch": "0",
+      "config": {"width": "wide"}}, r"config: missing option\(s\) dropout"),
+    ({"format": "scarlet-export", "version": 1, "variant": "exact", "fold_bn": "no", "arch": "0", "config": {}},
+     "wrong type"),
+    ([1, 2], "not a Scarlet export"),
+])
+def test_tampered_export_metadata(meta, message, tmp_path):
+    from scarlet import ScarletError
+    from scarlet.export import load_exported
+
+    (tmp_path / "arch.json").write_text(json.dumps(meta))
+    with pytest.raises(ScarletError, match=message):
+        load_exported(tmp_path)
