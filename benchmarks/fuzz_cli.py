@@ -286,30 +286,31 @@ def case_faults(h: Harness, fx: dict) -> None:
 
 
 def case_writers(h: Harness, fx: dict) -> None:
-    """Two trainers, two searches on one directory: the second is refused, the first finishes intact."""
-    d = h.work / "writers" / "train"
-    started = time.time()
-    first = h.cli("scarlet.train", [*TINY, "--max-steps", "4", "--checkpoint-every", "2", "--out", str(d)],
-                  wait=False)
-    while not (d / "config.json").exists() and first.poll() is None:  # config.json is written under the lock
-        time.sleep(0.05)
-    ok = h.expect_error("writers", "second trainer on a busy run directory", "scarlet.train",
-                        [*TINY, "--max-steps", "4", "--out", str(d)], "another process is writing")
-    ok &= h.expect_error("writers", "--resume of a busy run directory", "scarlet.train", ["--resume", "--out", str(d)],
-                         "another process is writing")
-    first.communicate(timeout=600)
-    ok &= first.returncode == 0 and same_weights(d, fx["run"])
-    h.record("writers", "the first trainer finishes with the uninterrupted weights", ok, started)
-    s = h.work / "writers" / "search"
-    started = time.time()
-    first = h.cli("scarlet.search", ["--supernet", str(fx["run"]), "--out", str(s), *SEARCH], wait=False)
-    while not (s / ".scarlet.lock").exists() and first.poll() is None:
-        time.sleep(0.05)
-    ok = h.expect_error("writers", "second search on a busy directory", "scarlet.search",
-                        ["--supernet", str(fx["run"]), "--out", str(s), *SEARCH], "another process is writing")
-    first.communicate(timeout=600)
-    ok &= first.returncode == 0 and (s / "pareto.json").read_text() == (fx["search"] / "pareto.json").read_text()
-    h.record("writers", "the first search finishes with the uninterrupted result", ok, started)
+    """Two trainers, two searches on one directory: the second is refused, the first finishes intact (with the
+    result of the same command run alone). The first jobs are long enough to outlast a second process's start."""
+    jobs = [("train", "scarlet.train", lambda d: [*TINY, "--max-steps", "120", "--out", str(d)], "config.json"),
+            ("search", "scarlet.search", lambda d: ["--supernet", str(fx["run"]), "--out", str(d), *SEARCH,
+                                                    "--population", "6", "--generations", "12"], "search_state.json")]
+    for name, module, argv, first_file in jobs:
+        d, alone = h.work / "writers" / name, h.work / "writers" / f"{name}-alone"
+        started = time.time()
+        first = h.cli(module, argv(d), wait=False)
+        while not (d / first_file).exists() and first.poll() is None:  # written while the lock is held
+            time.sleep(0.05)
+        ok = h.expect_error("writers", f"second {name} on a busy directory", module, argv(d),
+                            "another process is writing")
+        if name == "train":
+            ok &= h.expect_error("writers", "--resume of a busy run directory", module,
+                                 ["--resume", "--out", str(d)], "another process is writing")
+        still_running = first.poll() is None
+        first.communicate(timeout=600)
+        ok &= still_running and first.returncode == 0 and h.cli(module, argv(alone)).returncode == 0
+        if name == "train":
+            ok &= same_weights(d, alone)
+        else:
+            ok &= (d / "pareto.json").read_text() == (alone / "pareto.json").read_text()
+        h.record("writers", f"the first {name} was running throughout and finished as if alone", ok, started,
+                 f"first still running after the refusals: {still_running}, rc {first.returncode}")
 
 
 CLASSES = {"paths": case_paths, "schema": case_schema, "tampered": case_tampered, "inputs": case_inputs,
