@@ -194,8 +194,6 @@ def _settings(args) -> tuple[dict, dict | None]:
         args.config = str(SHIPPED_CONFIGS / f"{args.config}.yaml")  # --config paper
     cfg = resolve(args, DEFAULTS, options)
     out = output_dir(cfg["out"], create=False)  # an out: key in the config file is honoured
-    if (out / STATE_NAME).exists():
-        raise ScarletError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
     cfg["out"] = str(out)
     if cfg["supernet"] is None:
         raise ScarletError("--supernet RUN_DIR is required")
@@ -290,6 +288,9 @@ def _main(args, held: contextlib.ExitStack) -> int:
     locked = saved is not None or Path(cfg["out"]).is_dir()
     if saved is None and locked:  # refuse a second writer before loading anything
         held.enter_context(RunLock(Path(cfg["out"])))
+    if saved is None and (Path(cfg["out"]) / STATE_NAME).exists():
+        raise ScarletError(f"{cfg['out']} already holds a search; pass --resume to continue it or choose another "
+                           f"--out")
     objectives = _objectives(cfg)
     search_config = _search_config(cfg, objectives)
     device = resolve_device(cfg["device"])
