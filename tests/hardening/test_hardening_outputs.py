@@ -60,7 +60,7 @@ def test_swap_replaces_the_previous_export_as_a_whole(tmp_path):
     assert (out / "report.json").read_text() == "new report.json" and list(staging.iterdir()) == []
 
 
-SEARCH = ["--population", "2", "--generations", "2", "--val-batches", "1", "--recalib-batches", "1", "--seed", "5",
+SEARCH = ["--population", "2", "--generations", "1", "--val-batches", "1", "--recalib-batches", "1", "--seed", "5",
           "--no-progress"]
 
 
