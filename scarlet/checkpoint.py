@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from scarlet.errors import ScarletError
+from scarlet.errors import ScarletError, reason
 
 FORMAT = "scarlet-checkpoint"
 VERSION = 1
@@ -64,8 +64,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, bad magic, disallowed pickle global, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ScarletError(f"checkpoint {path} is corrupt or not a Scarlet checkpoint ({first})") from None
+        raise ScarletError(f"checkpoint {path} is corrupt or not a Scarlet checkpoint ({reason(e)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ScarletError(f"{path} is not a Scarlet checkpoint")
     if state.get("version") != VERSION:
@@ -111,5 +110,5 @@ def load_supernet(path: str | os.PathLike, map_location="cpu", space: str | None
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, ValueError, TypeError) as e:
-        raise ScarletError(f"checkpoint {state['path']} does not match its config: {str(e).splitlines()[0]}") from None
+        raise ScarletError(f"checkpoint {state['path']} does not match its config: {reason(e)}") from None
     return model.to(map_location).eval()

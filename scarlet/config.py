@@ -9,6 +9,7 @@ belongs), non-finite numbers and values out of range, and names where the value 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import re
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from scarlet.errors import ScarletError
+from scarlet.errors import ScarletError, reason
 
 CONFIG_MAX_BYTES = 1 << 20  # a config file is a few lines; anything larger is not one
 
@@ -205,26 +206,20 @@ def check_saved(saved, options: Schema, defaults: dict, source: str) -> dict:
     return check_values(saved, options, lambda k: f"{source}: {k}")
 
 
-class _NoAliasLoader:
-    """Built lazily (PyYAML imported on first use): a SafeLoader that refuses aliases, so that a few anchors cannot
-    expand into an exponentially large document."""
+@functools.cache
+def _no_alias_loader():
+    """PyYAML's SafeLoader refusing aliases, so that a few anchors cannot expand into an exponentially large
+    document (PyYAML is imported on first use)."""
+    import yaml
 
-    cls = None
+    class Loader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", mark)
+            return super().compose_node(parent, index)
 
-    @classmethod
-    def get(cls):
-        if cls.cls is None:
-            import yaml
-
-            class Loader(yaml.SafeLoader):
-                def compose_node(self, parent, index):
-                    if self.check_event(yaml.AliasEvent):
-                        mark = self.peek_event().start_mark
-                        raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", mark)
-                    return super().compose_node(parent, index)
-
-            cls.cls = Loader
-        return cls.cls
+    return Loader
 
 
 def read_config_file(path: str) -> dict:
@@ -252,10 +247,9 @@ def read_config_file(path: str) -> dict:
         else:
             import yaml
 
-            data = yaml.load(text, Loader=_NoAliasLoader.get())
+            data = yaml.load(text, Loader=_no_alias_loader())
     except Exception as e:  # syntax errors, aliases, too deep nesting (RecursionError), oversized ints, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ScarletError(f"config file {p} is not valid {fmt}: {first[:200]}") from None
+        raise ScarletError(f"config file {p} is not valid {fmt}: {reason(e)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

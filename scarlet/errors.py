@@ -11,6 +11,17 @@ class ScarletError(Exception):
     """Bad input or an unusable file: the message says what is wrong and where."""
 
 
+def reason(e: BaseException, limit: int = 200) -> str:
+    """One short line saying why ``e`` was raised (for wrapping library errors into a ScarletError)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    text = lines[0]
+    if text.endswith(":") and len(lines) > 1:  # "Error(s) in loading state_dict for X:" says nothing alone
+        text += " " + lines[1]
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def cli_main(fn):
     """Run a CLI entry point: ScarletError, argparse's errors and OSError (e.g. a full disk) print one line and exit
     2, no traceback."""

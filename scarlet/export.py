@@ -35,9 +35,9 @@ import torch
 from torch import nn
 
 from scarlet.arch import Arch
-from scarlet.checkpoint import atomic_write_bytes, atomic_write_text
+from scarlet.checkpoint import atomic_write_bytes, atomic_write_text, check_model_config
 from scarlet.cost import CostModel
-from scarlet.errors import ArgumentParser, ScarletError, cli_main
+from scarlet.errors import ArgumentParser, ScarletError, cli_main, reason
 from scarlet.fold import TOLERANCE, ExportedNet, check_fold, fold_path, output_error, random_inputs
 from scarlet.standalone import StandaloneNet, Subsample
 from scarlet.supernet import Supernet, SupernetConfig
@@ -250,8 +250,12 @@ def load_exported(directory) -> nn.Module:
         meta = json.loads((d / "arch.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ScarletError(f"{d / 'arch.json'} is missing or unreadable ({e})") from None
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ScarletError(f"{d / 'arch.json'} is not a Scarlet export (format {FORMAT} version {VERSION})")
+    if meta.get("variant") not in VARIANTS or not isinstance(meta.get("fold_bn"), bool) \
+            or not isinstance(meta.get("arch"), str):
+        raise ScarletError(f"{d / 'arch.json'}: variant, fold_bn or arch is missing or of the wrong type")
+    check_model_config(meta.get("config"), f"{d / 'arch.json'}: config")
     config = SupernetConfig.from_dict(meta["config"])
     if meta["variant"] == "exact":
         net = ExportedNet(meta["arch"], config, fold_bn=meta["fold_bn"])
@@ -263,8 +267,7 @@ def load_exported(directory) -> nn.Module:
         state = torch.load(d / "model.pt", map_location="cpu", weights_only=True)
         net.load_state_dict(state)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ScarletError(f"{d / 'model.pt'} does not hold this network's weights ({first})") from None
+        raise ScarletError(f"{d / 'model.pt'} does not hold this network's weights ({reason(e)})") from None
     return net.eval()
 
 

@@ -28,7 +28,7 @@ from scarlet.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoi
 from scarlet.config import check_saved, describe, flag, resolve, resolve_device, schema
 from scarlet.cost import CostModel
 from scarlet.data import BatchStream, batches, load_dataset
-from scarlet.errors import ArgumentParser, ScarletError, cli_main
+from scarlet.errors import ArgumentParser, ScarletError, cli_main, reason
 from scarlet.executor.layout import CHOICES as LAYOUTS, memory_format, to_layout
 from scarlet.fair_step import SHARED_GRAD_MODES
 from scarlet.optim import DECAY_ON, RMSpropTF, decay_groups
@@ -203,9 +203,8 @@ class Run:
             if self.device.type == "cuda" and state["cuda_rng"]:
                 torch.cuda.set_rng_state_all(state["cuda_rng"])
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             raise ScarletError(f"checkpoint {path} is damaged or belongs to another run "
-                               f"({type(e).__name__}: {first})") from None
+                               f"({type(e).__name__}: {reason(e)})") from None
         self.step, self.choice_counts, self.last_loss = step, counts, loss
         self.saved_step = step
 
@@ -286,6 +285,8 @@ def _resolve_config(args) -> dict:
         # A named architecture brings its own space unless one is given.
         cfg["space"] = NAMED_ARCHS.get(cfg["arch"].strip().lower(), (cfg["space"],))[0]
     standalone = cfg["arch"] is not None
+    if standalone:
+        parse_arch(cfg["arch"], cfg["space"])  # refused before the data set loads
     if cfg["resolution"] is None:
         cfg["resolution"] = 224 if cfg["dataset"].startswith("imagefolder") else 32
     if cfg["lr"] is None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from scarlet.config import describe, flag, resolve_device
-from scarlet.errors import ArgumentParser, ScarletError, cli_main
+from scarlet.errors import ArgumentParser, ScarletError, cli_main, reason
 from scarlet.rundir import RunLock, output_dir, require_files
 from scarlet.search.algorithm import SearchConfig
 
@@ -194,8 +194,6 @@ def _settings(args) -> tuple[dict, dict | None]:
         args.config = str(SHIPPED_CONFIGS / f"{args.config}.yaml")  # --config paper
     cfg = resolve(args, DEFAULTS, options)
     out = output_dir(cfg["out"], create=False)  # an out: key in the config file is honoured
-    if (out / STATE_NAME).exists():
-        raise ScarletError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
     cfg["out"] = str(out)
     if cfg["supernet"] is None:
         raise ScarletError("--supernet RUN_DIR is required")
@@ -207,8 +205,7 @@ def _read_state(path: Path) -> dict:
     try:
         state = json.loads(path.read_text())
     except (OSError, ValueError, RecursionError) as e:
-        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
-        raise ScarletError(f"search state {path} is unreadable ({first})") from None
+        raise ScarletError(f"search state {path} is unreadable ({reason(e)})") from None
     if not isinstance(state, dict) or state.get("format") != CLI_STATE_FORMAT or "search" not in state \
             or "settings" not in state or not isinstance(state.get("space"), str):
         raise ScarletError(f"{path} is not a search state written by python -m scarlet.search")
@@ -242,8 +239,7 @@ def _run_config(supernet_path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError, RecursionError) as e:
-        raise ScarletError(f"{path} is unreadable ({(str(e).splitlines() or [type(e).__name__])[0][:200]}); pass "
-                           f"--dataset and move it away") from None
+        raise ScarletError(f"{path} is unreadable ({reason(e)}); pass --dataset and move it away") from None
     if not isinstance(data, dict):
         raise ScarletError(f"{path} is not a training run configuration (not a mapping)")
     options = schema("train")
@@ -292,6 +288,9 @@ def _main(args, held: contextlib.ExitStack) -> int:
     locked = saved is not None or Path(cfg["out"]).is_dir()
     if saved is None and locked:  # refuse a second writer before loading anything
         held.enter_context(RunLock(Path(cfg["out"])))
+    if saved is None and (Path(cfg["out"]) / STATE_NAME).exists():
+        raise ScarletError(f"{cfg['out']} already holds a search; pass --resume to continue it or choose another "
+                           f"--out")
     objectives = _objectives(cfg)
     search_config = _search_config(cfg, objectives)
     device = resolve_device(cfg["device"])
@@ -303,6 +302,7 @@ def _main(args, held: contextlib.ExitStack) -> int:
     from scarlet.search.supernet_problem import SupernetEvaluator, cost_model_for, supernet_problem
 
     supernet_path = Path(cfg["supernet"])
+    run_cfg = _run_config(supernet_path)
     model = scarlet.load_supernet(supernet_path, map_location=device)
     if cfg["space"] is not None and model.space.name != cfg["space"]:
         raise ScarletError(f"{supernet_path} is a {model.space.name} supernet, not {cfg['space']}")
@@ -313,7 +313,7 @@ def _main(args, held: contextlib.ExitStack) -> int:
     if saved is not None and saved.get("supernet_fingerprint", fingerprint) != fingerprint:
         raise ScarletError(f"{supernet_path} is not the supernet the search in {cfg['out']} evaluated (its weights "
                            f"differ); resume with that supernet or start a new --out")
-    calib, val, data_spec = _batches(cfg, model, _run_config(supernet_path), device)
+    calib, val, data_spec = _batches(cfg, model, run_cfg, device)
     evaluator = SupernetEvaluator(model, calib, val, cfg["evaluator"], cfg["eval_chunk"])
     problem = supernet_problem(model, evaluator, objectives, cost_model_for(model, cfg["cost_model"]),
                                madds_max=cfg["madds_max"], acc_min=cfg["acc_min"])
@@ -351,9 +351,8 @@ def _load_search_state(algo, state, path: Path) -> None:
     try:
         algo.load_state_dict(state)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError, OverflowError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise ScarletError(f"search state {path} is damaged or belongs to another search "
-                           f"({type(e).__name__}: {first})") from None
+                           f"({type(e).__name__}: {reason(e)})") from None
     choices = algo.problem.num_choices
     for genome in algo.archive.records:
         if len(genome) != len(choices) or not all(0 <= g < c for g, c in zip(genome, choices)):
@@ -381,12 +380,16 @@ def _search(algo, cfg: dict, out: Path, elapsed: list[float], space: str, finger
     bar = tqdm(total=total, initial=min(len(algo.history), total), disable=not progress, unit=unit,
                dynamic_ncols=True)
     started = time.time() - (elapsed[-1] if elapsed else 0.0)
+    resumed = algo.generation if elapsed else None
+
+    saved_at: list[int] = []  # generations whose state this process wrote
 
     def checkpoint(algorithm, record):
         elapsed.append(time.time() - started)
         state = {"format": CLI_STATE_FORMAT, "settings": cfg, "space": space, "supernet_fingerprint": fingerprint,
                  "elapsed": elapsed, "search": algorithm.state_dict()}
         atomic_write_text(out / STATE_NAME, json.dumps(state) + "\n")
+        saved_at.append(algorithm.generation)
         write_history_jsonl(out / "history.jsonl", algorithm.history, elapsed)
         bar.update(1)
         bar.set_postfix(front=record["front_size"], best_acc=f"{record['best'].get('acc', float('nan')):.4f}",
@@ -399,8 +402,11 @@ def _search(algo, cfg: dict, out: Path, elapsed: list[float], space: str, finger
         write_history_jsonl(out / "history.jsonl", algo.history, elapsed)
         plotted = plot_pareto(out / "pareto.png", algo, result)
     except OSError as e:
-        saved = (f"the search state in {out} ({len(elapsed)} generation(s)) is intact and --resume continues it"
-                 if elapsed else "no search state has been written yet")
+        if saved_at or resumed:
+            saved = (f"the search state in {out} (generation {saved_at[-1] if saved_at else resumed}) is intact and "
+                     f"--resume continues it")
+        else:
+            saved = "no search state has been written yet"
         raise ScarletError(f"cannot write {e.filename or out} ({e.strerror}); {saved}") from None
     finally:
         bar.close()
