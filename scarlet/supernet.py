@@ -163,6 +163,3 @@ class Supernet(nn.Module):
         for layer, g in zip(self.layers, genes):
             x = layer[g](x)
         return self.head(x)
-
-    def choice_parameters(self, layer: int, choice: int):
-        return self.layers[layer][choice].parameters()

@@ -94,10 +94,6 @@ class Problem:
         return tuple(c for c in self.constraints if c.name != self.eval_name)
 
     @property
-    def eval_constraints(self) -> tuple[Constraint, ...]:
-        return tuple(c for c in self.constraints if c.name == self.eval_name)
-
-    @property
     def weights(self) -> np.ndarray:
         return np.array([o.weight for o in self.objectives], dtype=np.float64)
 

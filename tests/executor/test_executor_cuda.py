@@ -1,5 +1,8 @@
 """GPU only: CUDA graph replay and scarlet_kernels inside the batched step (skipped without CUDA)."""
 
+import collections
+import warnings
+
 import pytest
 import torch
 
@@ -48,16 +51,50 @@ class _nothing:
         return False
 
 
+def count_kernel_launches(monkeypatch) -> collections.Counter:
+    """Counts every fast-kernel call that returned, as (backend, function): scarlet_kernels looks its backend's
+    kernel module up through ``backend.kernels`` at each launch, so a wrapper there sees them all."""
+    from scarlet_kernels import backend
+
+    launches = collections.Counter()
+    real = backend.kernels
+
+    class Counting:
+        def __init__(self, name):
+            self.name, self.module = name, real(name)
+
+        def __getattr__(self, attr):
+            fn = getattr(self.module, attr)
+
+            def call(*args, **kwargs):
+                out = fn(*args, **kwargs)
+                launches[(self.name, attr)] += 1
+                return out
+            return call
+
+    monkeypatch.setattr(backend, "kernels", Counting)
+    return launches
+
+
 @pytest.mark.parametrize("autocast", [None, torch.bfloat16])
-def test_kernels_match_pytorch_ops(autocast):
+def test_kernels_run_and_match_pytorch_ops(autocast, monkeypatch):
+    launches = count_kernel_launches(monkeypatch)
     ref, got = pair("scarlet-s2", "els", dtype=torch.float32)
     ref, got = ref.cuda(), got.cuda()
-    images, labels = _batch(ref, 0)
-    perms = fair_perms("scarlet-s2", seed=0)
-    a = make_step("batched", ref, None, kernels="off", cuda_graph=False, autocast_dtype=autocast)(images, labels, perms)
-    b = make_step("batched", got, None, kernels="on", cuda_graph=False, autocast_dtype=autocast)(images, labels, perms)
+    off = make_step("batched", ref, None, kernels="off", cuda_graph=False, autocast_dtype=autocast)
+    on = make_step("batched", got, None, kernels="on", cuda_graph=False, autocast_dtype=autocast)
     tol = 1e-4 if autocast is None else 3e-2
-    assert global_relative_difference([a], [b]) < tol
+    forward = [(name, "depthwise_forward") for name in ("cuda", "triton")]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(2):  # the second step passes the same cached kernel-size tensors again
+            images, labels = _batch(ref, step)
+            perms = fair_perms("scarlet-s2", seed=step)
+            before = sum(launches[k] for k in forward)
+            assert global_relative_difference([off(images, labels, perms)], [on(images, labels, perms)]) < tol
+            assert sum(launches[k] for k in forward) > before, f"step {step}: the masked depthwise kernel did not run"
+    assert not [w for w in caught if "scarlet_kernels" in str(w.message)], [str(w.message) for w in caught]
+    assert sum(n for (_, fn), n in launches.items() if fn.startswith("depthwise_backward")) > 0
     grads = lambda m: [p.grad for p in m.parameters()]  # noqa: E731
     assert global_relative_difference(grads(ref), grads(got)) < (1e-3 if autocast is None else 5e-2)
 

@@ -44,10 +44,11 @@ def test_large_shapes_on_gpu(name):
                  rtol=1e-3, atol=1e-3)
 
 
-def test_matrix_weights_are_accepted():
+@pytest.mark.parametrize("name", ALL_BACKENDS)
+def test_matrix_weights_are_accepted(name):
     x, w_els, w_next = inputs(7)
-    torch.testing.assert_close(sk.els_pointwise(x, w_els.flatten(1), w_next.flatten(1)),
-                               sk.els_pointwise(x, w_els, w_next))
+    torch.testing.assert_close(sk.els_pointwise(x, w_els.flatten(1), w_next.flatten(1), backend=name),
+                               sequential(x, w_els, w_next), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", FAST_BACKENDS)

@@ -79,9 +79,17 @@ def test_scaled_pointwise_matches_reference(name, size, layout):
     assert got[0].is_contiguous() == x.is_contiguous()
 
 
-def test_scaled_pointwise_accepts_conv_weights():
+def per_path_gated_conv(x, gate, w):
+    """The definition of scaled_pointwise: per path, the 1x1 conv of x * gate, with torch's own conv2d."""
+    return torch.stack([F.conv2d(x[p] * gate[p, :, :, None, None], w[p, :, :, None, None]) for p in range(PATHS)])
+
+
+@pytest.mark.parametrize("name", ALL_BACKENDS)
+@pytest.mark.parametrize("conv_weight", [False, True])
+def test_scaled_pointwise_is_a_gated_conv_per_path(name, conv_weight):
     x, _, gate, w = inputs(7)
-    torch.testing.assert_close(sk.scaled_pointwise(x, gate, w[..., None, None]), sk.scaled_pointwise(x, gate, w))
+    got = sk.scaled_pointwise(x, gate, w[..., None, None] if conv_weight else w, backend=name)
+    torch.testing.assert_close(got, per_path_gated_conv(x, gate, w), rtol=1e-4, atol=1e-4)
 
 
 @requires_gpu
