@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,9 +23,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from scarlet import distributed
 from scarlet.arch import NAMED_ARCHS, parse_arch
 from scarlet.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, save_checkpoint
-from scarlet.config import resolve, resolve_device
+from scarlet.config import resolve
 from scarlet.cost import CostModel
 from scarlet.data import BatchStream, batches, load_dataset
 from scarlet.errors import ArgumentParser, ScarletError, cli_main
@@ -42,6 +44,8 @@ DEFAULTS = {
 # What a resumed run may change; everything else comes from the run's saved configuration.
 RESUMABLE = {"epochs", "max_steps", "checkpoint_every", "log_every", "device", "eval_archs", "recalib_batches",
              "out", "executor"}
+DEFAULTS.update(distributed.DEFAULTS)  # --dist-timeout, --sync-bn
+RESUMABLE.add("dist_timeout")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--eval-archs", type=int, help="random subnets evaluated at the end [8]")
     a("--recalib-batches", type=int, help="training batches for BN recalibration [4]")
     a("--no-progress", action="store_true", default=None, help="no progress bar")
+    distributed.add_training_arguments(p)
     return p
 
 
@@ -147,17 +152,20 @@ class Run:
         self.step, self.choice_counts, self.last_loss = state["step"], state["choice_counts"], state["last_loss"]
 
 
-def _make_step(run: Run, executor: str, autocast_dtype):
-    """The function that trains one step: ``(images, labels, perms) -> per-path losses``."""
-    model, optimizer = run.model, run.optimizer
+def _make_step(run: Run, executor: str, autocast_dtype, update: bool = True):
+    """The function that trains one step: ``(images, labels, perms) -> per-path losses``; with ``update=False``
+    it only accumulates the gradients (the data-parallel step averages them across ranks, then updates)."""
+    model, optimizer = run.model, (run.optimizer if update else None)
     if run.kind == "standalone":
         def step(images, labels, perms):
             model.train()
-            optimizer.zero_grad(set_to_none=True)
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
             with torch.autocast(images.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 loss = F.cross_entropy(model(images), labels)
             loss.backward()
-            optimizer.step()
+            if optimizer is not None:
+                optimizer.step()
             return loss.detach().float().reshape(1)
         return step
     from scarlet.executor import make_step
@@ -180,7 +188,7 @@ def _trim_metrics(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
-def _evaluate(run: Run) -> list[dict]:
+def _evaluate(run: Run, dist: distributed.Distributed = distributed.SINGLE) -> list[dict]:
     """BN-recalibrated accuracy of random subnets and of the published architectures that fit the space."""
     from scarlet.evaluate import evaluate_one_by_one
 
@@ -197,7 +205,8 @@ def _evaluate(run: Run) -> list[dict]:
     calib = [(x.to(dev), y.to(dev)) for x, y in
              batches(run.data.train, run.cfg["batch_size"], limit=run.cfg["recalib_batches"])]
     val = [(x.to(dev), y.to(dev)) for x, y in batches(run.data.val, 256)]
-    accs = evaluate_one_by_one(model, [g for _, g in entries], calib, val)
+    # Each rank evaluates its part of the list; every rank gets all the accuracies, in order.
+    accs = dist.map(lambda part: evaluate_one_by_one(model, part, calib, val), [g for _, g in entries])
     cost = CostModel(run.model_config)
     ref = CostModel(SupernetConfig(space=space.name))  # the paper's setting: 224x224, 1000 classes
     rows = []
@@ -270,24 +279,30 @@ def main(argv=None):
         if ckpt_path.exists():
             raise ScarletError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         state = None
-    device = resolve_device(cfg["device"])
+    # torchrun: join the process group; the device is per local rank. --batch-size is the global batch.
+    dist = distributed.setup(cfg["device"], cfg.get("dist_timeout") or distributed.DEFAULT_TIMEOUT_S)
+    cfg["world_size"], cfg["global_batch_size"] = dist.world_size, cfg["batch_size"]
+    dist.shard(cfg["batch_size"])  # refuses a batch that does not split evenly
+    device = dist.device
     run = Run(cfg, device)
     if state is not None:
         if state["kind"] != run.kind or state["config"] != run.model_config.to_dict():
             raise ScarletError(f"checkpoint {ckpt_path} does not match its run configuration")
         run.load(state)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
     metrics_path = out / "metrics.jsonl"
-    if state is not None:
-        _trim_metrics(metrics_path, run.step)
-    elif metrics_path.exists():
-        metrics_path.unlink()
-    train(run, out, metrics_path, progress=not args.no_progress)
+    if dist.is_main:  # only rank 0 writes
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
+        if state is not None:
+            _trim_metrics(metrics_path, run.step)
+        elif metrics_path.exists():
+            metrics_path.unlink()
+    train(run, out, metrics_path, progress=not args.no_progress and dist.is_main, dist=dist)
     return 0
 
 
-def train(run: Run, out: Path, metrics_path: Path, progress: bool = True) -> None:
+def train(run: Run, out: Path, metrics_path: Path, progress: bool = True,
+          dist: distributed.Distributed = distributed.SINGLE) -> None:
     cfg, dev = run.cfg, run.device
     spe = run.stream.steps_per_epoch
     total = cfg["epochs"] * spe
@@ -296,18 +311,28 @@ def train(run: Run, out: Path, metrics_path: Path, progress: bool = True) -> Non
     autocast = torch.bfloat16 if cfg["amp"] == "bf16" else None
     executor = _choose_executor(cfg, dev)
     step_fn = _make_step(run, executor, autocast)
+    shard = None
+    if dist.parallel:  # each rank trains its shard; one all-reduce per step, after the step's backward passes
+        if cfg.get("sync_bn"):
+            distributed.use_sync_batchnorm(run.model, dist, executor)
+        step_fn = distributed.DataParallelStep(_make_step(run, executor, autocast, update=False), run.model,
+                                               run.optimizer, dist)
+        shard = dist.shard(cfg["batch_size"])
     every = cfg["checkpoint_every"] or spe
     what = f"{run.kind} {cfg['space']}" + (f" {run.arch.encoding()}" if run.arch else
                                            f" ({cfg['skip']}, {cfg['sampler']} sampler, {executor} executor)")
-    print(f"training {what} on {run.data.name} ({len(run.data.train)} train / {len(run.data.val)} val, "
-          f"{cfg['resolution']}px) on {dev}: steps {run.step} -> {total}, {spe} per epoch; run dir {out}")
+    if dist.is_main:
+        print(f"training {what} on {run.data.name} ({len(run.data.train)} train / {len(run.data.val)} val, "
+              f"{cfg['resolution']}px) on {dev}: steps {run.step} -> {total}, {spe} per epoch; run dir {out}"
+              + (f"; {dist.world_size} ranks of {cfg['batch_size'] // dist.world_size} images" if dist.parallel
+                 else ""))
     from tqdm import tqdm
 
     bar = tqdm(total=total, initial=run.step, disable=not progress, unit="step", dynamic_ncols=True)
     started = time.time()
-    with open(metrics_path, "a") as metrics:
+    with open(metrics_path if dist.is_main else os.devnull, "a") as metrics:
         while run.step < total:
-            images, labels = run.stream.next()
+            images, labels = run.stream.next(shard)
             images, labels = images.to(dev, non_blocking=True), labels.to(dev, non_blocking=True)
             lr = learning_rate(cfg, run.step, spe)
             for group in run.optimizer.param_groups:
@@ -332,24 +357,30 @@ def train(run: Run, out: Path, metrics_path: Path, progress: bool = True) -> Non
                     line["val_acc"] = _standalone_accuracy(run)
                 metrics.write(json.dumps(line) + "\n")
                 metrics.flush()
-            if run.step % every == 0 or run.step == total:
+            if (run.step % every == 0 or run.step == total) and dist.is_main:
                 save_checkpoint(out / CHECKPOINT_NAME, run.state())
     bar.close()
+    if cfg.get("sync_bn"):
+        distributed.drop_sync_batchnorm(run.model)  # ranks now evaluate different paths
     summary = {"kind": run.kind, "space": cfg["space"], "steps": run.step, "epochs": run.step / spe,
                "final_train_loss": run.last_loss, "choice_counts": run.choice_counts.tolist(),
-               "config": run.model_config.to_dict(), "executor": executor}
+               "config": run.model_config.to_dict(), "executor": executor,
+               "world_size": dist.world_size, "global_batch_size": cfg["batch_size"]}
     if run.kind == "supernet":
-        rows = _evaluate(run)
+        rows = _evaluate(run, dist)
         summary["evaluated"] = rows
-        _print_table(rows)
+        if dist.is_main:
+            _print_table(rows)
     else:
         summary["val_acc"] = _standalone_accuracy(run)
         summary["arch"] = run.arch.encoding()
         summary["madds"], summary["params"] = CostModel(run.model_config).cost(run.arch)
-        print(f"{run.arch.encoding()}: top-1 {summary['val_acc']:.3f}, {summary['madds'] / 1e6:.2f}M MAdds, "
-              f"{summary['params'] / 1e6:.3f}M params")
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    print(f"final training loss {run.last_loss:.4f}; wrote {out / 'summary.json'}")
+        if dist.is_main:
+            print(f"{run.arch.encoding()}: top-1 {summary['val_acc']:.3f}, {summary['madds'] / 1e6:.2f}M MAdds, "
+                  f"{summary['params'] / 1e6:.3f}M params")
+    if dist.is_main:
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        print(f"final training loss {run.last_loss:.4f}; wrote {out / 'summary.json'}")
 
 
 @torch.no_grad()
