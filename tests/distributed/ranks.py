@@ -37,3 +37,17 @@ def launch(fn, world_size: int, *args) -> None:
     """Run ``fn(dist, *args)`` on ``world_size`` ranks; raises if any rank fails."""
     mp.start_processes(_entry, args=(fn, world_size, free_port(), args), nprocs=world_size, join=True,
                        start_method="spawn")
+
+
+def write_tiny_cifar(root, per_batch: int = 24, seed: int = 0):
+    """CIFAR-10 binary batches of random images (``cifar10:ROOT``): a data set that loads without scikit-learn,
+    which keeps the start-up of each rank process short."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        records = rng.integers(0, 256, size=(per_batch, 3073), dtype=np.uint8)
+        records[:, 0] = rng.integers(0, 10, size=per_batch)
+        records.tofile(root / name)
+    return root
