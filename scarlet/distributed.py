@@ -17,6 +17,23 @@ batched executor runs the supernet's modules directly, which DDP's forward hooks
 - Only rank 0 writes checkpoints, metrics and summaries; every rank resumes from the same checkpoint, and since
   all the state is the same on every rank a resumed run with the same world size is bit-exact.
 
+``--batch-size`` is the global batch (each rank trains ``batch / world_size`` images), so the learning-rate
+schedule and the data order do not depend on the number of ranks. A run resumed with a different world size
+continues exactly the same global batches, paths and schedule; what changes is the BN batch statistics (computed
+over shards of another size) and the order of the floating-point sums, so it is not bit-exact with the
+uninterrupted run. ``config.json`` and ``summary.json`` record ``world_size`` (of the last resumption) and
+``global_batch_size``. Every rank reads the checkpoint from the run directory, which must be on a file system all
+nodes share.
+
+Launch (``--device`` auto or cuda gives each rank ``cuda:LOCAL_RANK``)::
+
+    torchrun --nproc-per-node 8 -m scarlet.train --batch-size 256 ...                 # one machine, 8 GPUs
+    torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 -m scarlet.train ...
+    torchrun --nproc-per-node 4 -m scarlet.search --supernet runs/s2 ...               # evaluations split
+
+TuNAS and FP-NAS do not exist in Scarlet yet, so neither does their distributed sampling (one architecture per
+rank, rewards averaged; K samples split across ranks).
+
 Search and evaluation: :meth:`Distributed.map` splits a list of architectures into contiguous parts, each rank
 evaluates its part and the results are gathered in order; every rank runs the same (deterministic) search, so
 all of them see the same population and only rank 0 writes.
@@ -185,7 +202,8 @@ def add_training_arguments(parser) -> None:
 
 # -- training ---------------------------------------------------------------------------------------------------
 
-def _running_stats(model: nn.Module) -> list[torch.Tensor]:
+def running_stats(model: nn.Module) -> list[torch.Tensor]:
+    """The BatchNorm running means and variances, the buffers a data-parallel step averages."""
     return [t for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
             for t in (m.running_mean, m.running_var)]
 
@@ -199,7 +217,7 @@ def average_step(model: nn.Module, losses: torch.Tensor, dist: Distributed) -> t
     if not dist.parallel:
         return losses
     grads = [p.grad for p in model.parameters() if p.grad is not None]
-    tensors = grads + _running_stats(model)
+    tensors = grads + running_stats(model)
     loss_dtype = grads[0].dtype if grads else torch.float32
     losses = losses.detach().to(loss_dtype)
     tensors.append(losses)
