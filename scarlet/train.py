@@ -310,14 +310,14 @@ def train(run: Run, out: Path, metrics_path: Path, progress: bool = True,
         total = min(total, cfg["max_steps"])
     autocast = torch.bfloat16 if cfg["amp"] == "bf16" else None
     executor = _choose_executor(cfg, dev)
-    step_fn = _make_step(run, executor, autocast)
-    shard = None
     if dist.parallel:  # each rank trains its shard; one all-reduce per step, after the step's backward passes
         if cfg.get("sync_bn"):
             distributed.use_sync_batchnorm(run.model, dist, executor)
         step_fn = distributed.DataParallelStep(_make_step(run, executor, autocast, update=False), run.model,
                                                run.optimizer, dist)
         shard = dist.shard(cfg["batch_size"])
+    else:
+        step_fn, shard = _make_step(run, executor, autocast), None
     every = cfg["checkpoint_every"] or spe
     what = f"{run.kind} {cfg['space']}" + (f" {run.arch.encoding()}" if run.arch else
                                            f" ({cfg['skip']}, {cfg['sampler']} sampler, {executor} executor)")
