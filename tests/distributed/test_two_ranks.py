@@ -14,6 +14,7 @@ deep layers amplifies that rounding in the second step's gradients; a real error
 all-reduce, a wrong shard) is of the size of the update itself, 1e-3 and more.
 """
 
+import functools
 import json
 from collections import Counter
 
@@ -86,6 +87,7 @@ def _step_cases(dist, counts, results):
                                         "weights": {n: p.detach().clone() for n, p in model.named_parameters()}}
 
 
+@functools.lru_cache(maxsize=None)  # both executors' cases compare with the same reference
 def reference(sampler):
     """One process, the global batch in two halves with their own BN statistics, one update per step."""
     model, optimizer, data, perms = make_case(sampler)
@@ -214,10 +216,30 @@ def run_search(strategy, evaluator_wrapper=None):
     return algo.state_dict(), seen
 
 
+def search_cli_args(root, out):
+    return ["--supernet", str(root / "straight"), "--out", str(root / out), "--population", "4", "--generations",
+            "1", "--val-batches", "1", "--val-batch-size", "16", "--recalib-batches", "1", "--evaluator",
+            "one-by-one", "--no-progress"]
+
+
 def _search_work(dist, root):
     for strategy in SEARCHES:
         state, seen = run_search(strategy, lambda evaluate: ShardedEvaluator(evaluate, dist))
         (root / f"{strategy}_rank{dist.rank}.json").write_text(json.dumps({"state": state, "seen": seen}))
+    from scarlet.search.cli import main
+
+    assert main(search_cli_args(root, "search_ranks")) == 0
+
+
+def test_search_cli_on_two_ranks_writes_the_one_process_search(two_ranks):
+    from scarlet.search.cli import main
+
+    assert main(search_cli_args(two_ranks, "search_alone")) == 0
+    ranks, alone = (json.loads((two_ranks / d / "search_state.json").read_text()) for d in ("search_ranks",
+                                                                                          "search_alone"))
+    assert ranks["search"] == alone["search"]
+    assert (json.loads((two_ranks / "search_ranks" / "pareto.json").read_text())
+            == json.loads((two_ranks / "search_alone" / "pareto.json").read_text()))
 
 
 @pytest.mark.parametrize("strategy", list(SEARCHES))
