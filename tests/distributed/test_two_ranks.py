@@ -162,6 +162,7 @@ def _train_work(dist, root):
         shutil.copytree(root / "split", root / "split_then_one_rank")
     dist.map(lambda part: part, [0, 1])  # both ranks wait for the copy
     main(["--resume", "--max-steps", "4", "--out", str(root / "split"), "--no-progress"])
+    main([*train_args(root), "--arch", "fairnas-a", "--max-steps", "2", "--out", str(root / "standalone")])
 
 
 def test_two_rank_run_resumes_bit_exactly_and_only_rank_0_writes(two_ranks):
@@ -182,6 +183,12 @@ def test_two_rank_run_resumes_bit_exactly_and_only_rank_0_writes(two_ranks):
     sa, sb = (json.loads((two_ranks / d / "summary.json").read_text()) for d in ("straight", "split"))
     assert sa["final_train_loss"] == sb["final_train_loss"]
     assert [r["acc"] for r in sa["evaluated"]] == [r["acc"] for r in sb["evaluated"]]
+
+
+def test_standalone_training_runs_on_two_ranks(two_ranks):
+    summary = json.loads((two_ranks / "standalone" / "summary.json").read_text())
+    assert (summary["kind"], summary["steps"], summary["world_size"]) == ("standalone", 2, 2)
+    assert load_checkpoint(two_ranks / "standalone")["step"] == 2
 
 
 def test_a_resume_with_another_world_size_continues_the_same_batches_and_paths(two_ranks):
