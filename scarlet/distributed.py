@@ -38,8 +38,13 @@ Search and evaluation: :meth:`Distributed.map` splits a list of architectures in
 evaluates its part and the results are gathered in order; every rank runs the same (deterministic) search, so
 all of them see the same population and only rank 0 writes.
 
-A rank that dies or hangs makes the others fail within the process-group timeout with a one-line
-:class:`RankLost` (a ScarletError); the last checkpoint is untouched.
+A rank that dies or hangs makes the others fail with a one-line :class:`RankLost` (a ScarletError): at once when
+its connection closes, at the latest after the process-group timeout (``--dist-timeout``); the last checkpoint
+is untouched (tested on CPU with gloo). With NCCL, torch's watchdog may end a stuck process itself after the
+timeout, with its own message; torchrun then stops the other ranks.
+
+Every rank also shares torch's RNG state (seeded alike, consumed alike), which is what lets one checkpoint resume
+every rank exactly; the price is that a dropout layer draws the same masks on every rank's shard.
 """
 
 from __future__ import annotations
