@@ -60,6 +60,10 @@ class Option:
             if isinstance(value, bool) or value not in self.kind:
                 raise ScarletError(f"{where} = {describe(value)}; choose one of {', '.join(map(str, self.kind))}")
             return value
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise ScarletError(f"{where} must be true or false, got {describe(value)}")
+            return value
         if self.kind is str:
             if not isinstance(value, str):
                 raise ScarletError(f"{where} must be a string, got {describe(value)}")
@@ -110,6 +114,10 @@ def Float(lo=None, hi=None, lo_open=False, hi_open=False, none=False) -> Option:
     return Option(float, lo, hi, lo_open, hi_open, none)
 
 
+def Bool() -> Option:
+    return Option(bool)
+
+
 def Str(none=False) -> Option:
     return Option(str, none=none)
 
@@ -148,6 +156,7 @@ def _train_schema() -> Schema:
         "dataset": Str(), "out": Str(), "seed": SEED, "device": Str(), "amp": Choice("none", "bf16"),
         "checkpoint_every": Int(1, COUNT, none=True), "log_every": Int(1, COUNT), "eval_archs": Int(0, 10_000),
         "recalib_batches": Int(0, 10_000),
+        "dist_timeout": Float(1, 86_400), "sync_bn": Bool(),
         "init": Choice(*INIT_SCHEMES), "shared_grad": Choice(*SHARED_GRAD_MODES), "warmup_steps": Int(0, COUNT),
     }
 
@@ -169,7 +178,7 @@ def _search_schema() -> Schema:
         "recalib_batches": Int(0, 10_000, none=True), "calib_batch_size": Int(1, 1 << 16, none=True),
         "val_batches": Int(1, COUNT, none=True), "val_batch_size": Int(1, 1 << 16),
         "evaluator": Choice("auto", "batched", "one-by-one"), "eval_chunk": Int(1, 1 << 20, none=True),
-        "device": Str(), "threads": Int(1, 1024, none=True),
+        "device": Str(), "threads": Int(1, 1024, none=True), "dist_timeout": Float(1, 86_400),
     }
 
 

@@ -235,13 +235,15 @@ class BatchStream:
         self.epoch, self.position = 0, 0
         self.order = torch.randperm(len(split), generator=self.generator)
 
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def next(self, shard: slice | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch; with ``shard``, only that part of it is loaded (a rank's share, see
+        :meth:`scarlet.distributed.Distributed.shard`): the global order stays a pure function of seed and step."""
         if self.position == self.steps_per_epoch:
             self.epoch, self.position = self.epoch + 1, 0
             self.order = torch.randperm(len(self.split), generator=self.generator)
         idx = self.order[self.position * self.batch_size:(self.position + 1) * self.batch_size]
         self.position += 1
-        return self.split.batch(idx)
+        return self.split.batch(idx if shard is None else idx[shard])
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "epoch": self.epoch, "position": self.position,

@@ -63,7 +63,9 @@ class RunLock:
     """Exclusive lock on a run directory for the life of this object (or the process)."""
 
     def __init__(self, directory: Path, what: str = "run"):
-        self.path = Path(directory) / LOCK_NAME
+        self.path, self.fd = Path(directory) / LOCK_NAME, None
+        if os.environ.get("RANK", "0").strip() not in ("", "0"):
+            return  # a torchrun job: its rank 0 holds the lock for all ranks, the others never write here
         try:
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:

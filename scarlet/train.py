@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,9 +24,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from scarlet import distributed
 from scarlet.arch import NAMED_ARCHS, parse_arch
 from scarlet.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, save_checkpoint
-from scarlet.config import check_saved, describe, flag, resolve, resolve_device, schema
+from scarlet.config import check_saved, describe, flag, resolve, schema
 from scarlet.cost import CostModel
 from scarlet.data import BatchStream, batches, load_dataset
 from scarlet.errors import ArgumentParser, ScarletError, cli_main, reason
@@ -56,6 +58,9 @@ SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
 # What a resumed run may change; everything else comes from the run's saved configuration.
 RESUMABLE = {"epochs", "max_steps", "checkpoint_every", "log_every", "device", "eval_archs", "recalib_batches",
              "out", "executor", "memory_format"}
+DEFAULTS.update(distributed.DEFAULTS)  # --dist-timeout, --sync-bn
+RESUMABLE.add("dist_timeout")
+DISTRIBUTED = ("world_size", "global_batch_size")  # recorded in a run's configuration, set again by every launch
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--eval-archs", type=int, help="random subnets evaluated at the end [8]")
     a("--recalib-batches", type=int, help="training batches for BN recalibration [4]")
     a("--no-progress", action="store_true", default=None, help="no progress bar")
+    distributed.add_training_arguments(p)
     return p
 
 
@@ -209,17 +215,20 @@ class Run:
         self.saved_step = step
 
 
-def _make_step(run: Run, executor: str, autocast_dtype):
-    """The function that trains one step: ``(images, labels, perms) -> per-path losses``."""
-    model, optimizer = run.model, run.optimizer
+def _make_step(run: Run, executor: str, autocast_dtype, update: bool = True):
+    """The function that trains one step: ``(images, labels, perms) -> per-path losses``; with ``update=False``
+    it only accumulates the gradients (the data-parallel step averages them across ranks, then updates)."""
+    model, optimizer = run.model, (run.optimizer if update else None)
     if run.kind == "standalone":
         def step(images, labels, perms):
             model.train()
-            optimizer.zero_grad(set_to_none=True)
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
             with torch.autocast(images.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 loss = F.cross_entropy(model(images), labels)
             loss.backward()
-            optimizer.step()
+            if optimizer is not None:
+                optimizer.step()
             return loss.detach().float().reshape(1)
         return step
     from scarlet.executor import make_step
@@ -245,7 +254,7 @@ def _trim_metrics(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records if r["step"] <= step))
 
 
-def _evaluate(run: Run) -> list[dict]:
+def _evaluate(run: Run, dist: distributed.Distributed = distributed.SINGLE) -> list[dict]:
     """BN-recalibrated accuracy of random subnets and of the architectures published in the space."""
     from scarlet.evaluate import evaluate_one_by_one
 
@@ -259,7 +268,9 @@ def _evaluate(run: Run) -> list[dict]:
     calib = [(x.to(dev), y.to(dev)) for x, y in
              batches(run.data.train, run.cfg["batch_size"], limit=run.cfg["recalib_batches"])]
     val = [(x.to(dev), y.to(dev)) for x, y in batches(run.data.val, 256)]
-    accs = evaluate_one_by_one(model, [g for _, g in entries], calib, val, run.cfg.get("memory_format", "auto"))
+    # Each rank evaluates its part of the list; every rank gets all the accuracies, in order.
+    accs = dist.map(lambda part: evaluate_one_by_one(model, part, calib, val, run.cfg.get("memory_format", "auto")),
+                    [g for _, g in entries])
     cost = CostModel(run.model_config)
     ref = CostModel(SupernetConfig(space=space.name))  # the paper's setting: 224x224, 1000 classes
     rows = []
@@ -324,7 +335,7 @@ def _resumed_config(args, out: Path) -> tuple[dict, dict]:
     options = schema("train")
     saved = state["run_config"]
     if isinstance(saved, dict):  # runs written before the schema also saved these two flags
-        saved = {**LEGACY, **{k: v for k, v in saved.items() if k not in ("no_progress", "resume")}}
+        saved = {**LEGACY, **{k: v for k, v in saved.items() if k not in ("no_progress", "resume", *DISTRIBUTED)}}
     cfg = check_saved(saved, options, DEFAULTS, source)
     for key in DERIVED:
         if cfg[key] is None:
@@ -374,7 +385,11 @@ def _main(args, held: contextlib.ExitStack) -> int:
         if (out / CHECKPOINT_NAME).exists():
             raise ScarletError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         state = None
-    device = resolve_device(cfg["device"])
+    # torchrun: join the process group; the device is per local rank. --batch-size is the global batch.
+    dist = distributed.setup(cfg["device"], cfg.get("dist_timeout") or distributed.DEFAULT_TIMEOUT_S)
+    cfg["world_size"], cfg["global_batch_size"] = dist.world_size, cfg["batch_size"]
+    dist.shard(cfg["batch_size"])  # refuses a batch that does not split evenly
+    device = dist.device
     run = Run(cfg, device)
     if state is not None:
         # A checkpoint from before SupernetConfig.init existed lacks that key (its weights are loaded anyway).
@@ -389,18 +404,20 @@ def _main(args, held: contextlib.ExitStack) -> int:
             raise ScarletError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     metrics_path = out / "metrics.jsonl"
     try:
-        atomic_write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
-        if state is not None:
-            _trim_metrics(metrics_path, run.step)
-        elif metrics_path.exists():
-            metrics_path.unlink()
+        if dist.is_main:  # only rank 0 writes
+            atomic_write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
+            if state is not None:
+                _trim_metrics(metrics_path, run.step)
+            elif metrics_path.exists():
+                metrics_path.unlink()
     except OSError as e:
         raise ScarletError(f"cannot write to {out} ({e.strerror}); {run.last_good(out)}") from None
-    train(run, out, metrics_path, progress=not args.no_progress)
+    train(run, out, metrics_path, progress=not args.no_progress and dist.is_main, dist=dist)
     return 0
 
 
-def train(run: Run, out: Path, metrics_path: Path, progress: bool = True) -> None:
+def train(run: Run, out: Path, metrics_path: Path, progress: bool = True,
+          dist: distributed.Distributed = distributed.SINGLE) -> None:
     cfg, dev = run.cfg, run.device
     spe = run.stream.steps_per_epoch
     total = cfg["epochs"] * spe
@@ -408,21 +425,31 @@ def train(run: Run, out: Path, metrics_path: Path, progress: bool = True) -> Non
         total = min(total, cfg["max_steps"])
     autocast = torch.bfloat16 if cfg["amp"] == "bf16" else None
     executor = _choose_executor(cfg, dev)
-    step_fn = _make_step(run, executor, autocast)
+    if dist.parallel:  # each rank trains its shard; one all-reduce per step, after the step's backward passes
+        if cfg.get("sync_bn"):
+            distributed.use_sync_batchnorm(run.model, dist, executor)
+        step_fn = distributed.DataParallelStep(_make_step(run, executor, autocast, update=False), run.model,
+                                               run.optimizer, dist)
+        shard = dist.shard(cfg["batch_size"])
+    else:
+        step_fn, shard = _make_step(run, executor, autocast), None
     every = cfg["checkpoint_every"] or spe
     what = f"{run.kind} {cfg['space']}" + (f" {run.arch.encoding()}" if run.arch else
                                            f" ({cfg['skip']}, {cfg['sampler']} sampler, {executor} executor)")
-    print(f"training {what} on {run.data.name} ({len(run.data.train)} train / {len(run.data.val)} val, "
-          f"{cfg['resolution']}px) on {dev}: steps {run.step} -> {total}, {spe} per epoch; run dir {out}")
+    if dist.is_main:
+        print(f"training {what} on {run.data.name} ({len(run.data.train)} train / {len(run.data.val)} val, "
+              f"{cfg['resolution']}px) on {dev}: steps {run.step} -> {total}, {spe} per epoch; run dir {out}"
+              + (f"; {dist.world_size} ranks of {cfg['batch_size'] // dist.world_size} images" if dist.parallel
+                 else ""))
     from tqdm import tqdm
 
     bar = tqdm(total=total, initial=run.step, disable=not progress, unit="step", dynamic_ncols=True)
     started = time.time()
     # Unbuffered: each line reaches the file in one write, and a failed write cannot resurface when the file is
     # closed. A torn line (full disk, crash) is dropped on --resume.
-    with open(metrics_path, "ab", buffering=0) as metrics:
+    with open(metrics_path if dist.is_main else os.devnull, "ab", buffering=0) as metrics:
         while run.step < total:
-            images, labels = run.stream.next()
+            images, labels = run.stream.next(shard)
             images, labels = images.to(dev, non_blocking=True), labels.to(dev, non_blocking=True)
             images = to_layout(images, run.memory_format)
             lr = learning_rate(cfg, run.step, spe)
@@ -451,26 +478,34 @@ def train(run: Run, out: Path, metrics_path: Path, progress: bool = True) -> Non
                     # The loss above was computed before this step's update: the weights are what gets saved.
                     if not run.finite():
                         _diverged(run, out, "non-finite weights after the update")
-                    save_checkpoint(out / CHECKPOINT_NAME, run.state())
+                    if dist.is_main:  # only rank 0 writes; every rank holds the same weights
+                        save_checkpoint(out / CHECKPOINT_NAME, run.state())
                     run.saved_step = run.step
             except OSError as e:
                 bar.close()
                 raise ScarletError(f"cannot write {e.filename or out} at step {run.step} ({e.strerror}); "
                                    f"{run.last_good(out)}") from None
     bar.close()
+    if cfg.get("sync_bn"):
+        distributed.drop_sync_batchnorm(run.model)  # ranks now evaluate different paths
     summary = {"kind": run.kind, "space": cfg["space"], "steps": run.step, "epochs": run.step / spe,
                "final_train_loss": run.last_loss, "choice_counts": run.choice_counts.tolist(),
-               "config": run.model_config.to_dict(), "executor": executor}
+               "config": run.model_config.to_dict(), "executor": executor,
+               "world_size": dist.world_size, "global_batch_size": cfg["batch_size"]}
     if run.kind == "supernet":
-        rows = _evaluate(run)
+        rows = _evaluate(run, dist)
         summary["evaluated"] = rows
-        _print_table(rows)
+        if dist.is_main:
+            _print_table(rows)
     else:
         summary["val_acc"] = _standalone_accuracy(run)
         summary["arch"] = run.arch.encoding()
         summary["madds"], summary["params"] = CostModel(run.model_config).cost(run.arch)
-        print(f"{run.arch.encoding()}: top-1 {summary['val_acc']:.3f}, {summary['madds'] / 1e6:.2f}M MAdds, "
-              f"{summary['params'] / 1e6:.3f}M params")
+        if dist.is_main:
+            print(f"{run.arch.encoding()}: top-1 {summary['val_acc']:.3f}, {summary['madds'] / 1e6:.2f}M MAdds, "
+                  f"{summary['params'] / 1e6:.3f}M params")
+    if not dist.is_main:
+        return
     try:
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     except OSError as e:

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from scarlet.config import describe, flag, resolve_device
+from scarlet import distributed
+from scarlet.config import describe, flag
 from scarlet.errors import ArgumentParser, ScarletError, cli_main, reason
 from scarlet.rundir import RunLock, output_dir, require_files
 from scarlet.search.algorithm import SearchConfig
@@ -44,10 +45,11 @@ DEFAULTS = {
     "val_batches": None, "val_batch_size": 256, "evaluator": "auto", "eval_chunk": None, "device": "auto",
     "threads": None,
 }
+DEFAULTS["dist_timeout"] = distributed.DEFAULT_TIMEOUT_S
 # What a resumed search may change; everything else must match the saved run. (The supernet may have moved; its
 # space is checked.)
 RESUMABLE = {"supernet", "generations", "k", "budget", "max_draws", "device", "out", "evaluator", "eval_chunk",
-             "threads"}
+             "threads", "dist_timeout"}
 SEARCH_KEYS = ("population", "generations", "seed", "k", "budget", "max_draws", "mutation_ratio", "p_random",
                "p_roulette", "p_policy", "p_single", "p_multi", "multi_max", "policy_lr")
 
@@ -118,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--device", help="auto, cpu, cuda, cuda:N [auto]")
     a("--threads", type=int, help="torch CPU threads [torch's default]")
     a("--no-progress", action="store_true", default=None, help="no progress bar")
+    distributed.add_arguments(p)  # --dist-timeout (under torchrun, the evaluations are split across ranks)
     return p
 
 
@@ -293,7 +296,8 @@ def _main(args, held: contextlib.ExitStack) -> int:
                            f"--out")
     objectives = _objectives(cfg)
     search_config = _search_config(cfg, objectives)
-    device = resolve_device(cfg["device"])
+    dist = distributed.setup(cfg["device"], cfg["dist_timeout"])
+    device = dist.device
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
 
@@ -315,6 +319,8 @@ def _main(args, held: contextlib.ExitStack) -> int:
                            f"differ); resume with that supernet or start a new --out")
     calib, val, data_spec = _batches(cfg, model, run_cfg, device)
     evaluator = SupernetEvaluator(model, calib, val, cfg["evaluator"], cfg["eval_chunk"])
+    if dist.parallel:  # every rank runs the same search; each batch of evaluations is split across the ranks
+        evaluator = distributed.ShardedEvaluator(evaluator, dist)
     problem = supernet_problem(model, evaluator, objectives, cost_model_for(model, cfg["cost_model"]),
                                madds_max=cfg["madds_max"], acc_min=cfg["acc_min"])
     algo = STRATEGIES[cfg["strategy"]](problem, search_config)
@@ -328,6 +334,9 @@ def _main(args, held: contextlib.ExitStack) -> int:
         held.enter_context(RunLock(out))
         if (out / STATE_NAME).exists():  # another search started here between our check and our lock
             raise ScarletError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
+    if not dist.is_main:  # the other ranks only evaluate their share; rank 0 writes and prints
+        algo.run()
+        return 0
     require_files(out, OUTPUT_FILES)
     return _search(algo, cfg, out, elapsed, model.space.name, fingerprint, data_spec, progress=not args.no_progress)
 
