@@ -39,16 +39,25 @@ def main(argv=None):
     images, labels = to_layout(torch.randn(64, 1, 32, 32), fmt), torch.randint(10, (64,))
     sampler = FairSampler("scarlet-s2", 0)
     step(images, labels, sampler.permutations())
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         step(images, labels, sampler.permutations())
     events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
     total = sum(e.self_cpu_time_total for e in events)
     events.sort(key=lambda e: -e.self_cpu_time_total)
     rows = [{"op": e.key, "self_ms": round(e.self_cpu_time_total / 1e3, 1),
              "share": round(e.self_cpu_time_total / total, 3), "calls": e.count} for e in events[:args.top]]
+    convs: dict[str, float] = {}  # convolution self time by weight shape: depthwise, 1x1, the dense stem
+    for e in prof.key_averages(group_by_input_shape=True):
+        if e.key in ("aten::convolution_backward", "aten::mkldnn_convolution"):
+            weight = e.input_shapes[2 if e.key == "aten::convolution_backward" else 1]
+            kind = "1x1" if weight[2:] == [1, 1] else ("depthwise" if weight[1] == 1 and weight[0] > 8 else "stem")
+            name = f"{'backward' if 'backward' in e.key else 'forward'} {kind}"
+            convs[name] = convs.get(name, 0.0) + e.self_cpu_time_total
     report = {"device": "cpu", "torch": torch.__version__, "threads": 1, "executor": executor,
               "memory_format": str(fmt).replace("torch.", ""), "width": args.width, "resolution": 32, "batch": 64,
-              "aten_self_ms_total": round(total / 1e3, 1), "top_ops": rows}
+              "aten_self_ms_total": round(total / 1e3, 1), "top_ops": rows,
+              "convolution_by_kind": {k: {"self_ms": round(v / 1e3, 1), "share": round(v / total, 3)}
+                                      for k, v in sorted(convs.items(), key=lambda kv: -kv[1])}}
     for r in rows:
         print(f"{r['op']:<40} {r['self_ms']:>9.1f} ms {100 * r['share']:>5.1f}% {r['calls']:>6} calls")
     text = json.dumps(report, indent=2)

@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--skip", choices=SKIP_KINDS, help="skip choice kind in SCARLET spaces [els]")
     a("--sampler", choices=list(SAMPLERS), help="fair (FairNAS strict fairness), uniform (SPOS), ef [fair]")
     a("--executor", choices=("auto", "sequential", "batched"),
-      help="how the paths of a step run; auto = batched with the fair sampler, else sequential [auto]")
+      help="how the paths of a step run; auto = batched with the fair sampler (on a CPU up to 32 pixels), "
+      "else sequential [auto]")
     a("--memory-format", choices=LAYOUTS,
       help="layout of the model and batches: auto = channels_last on a CPU (faster), contiguous (NCHW) on CUDA")
     a("--arch", help="train this fixed architecture from scratch instead of a supernet")

@@ -6,7 +6,7 @@ Per layer, every distinct choice runs once on the stacked activations of the pat
 activations over the calibration batches, averaged cumulatively as BN momentum None does, and are kept in the
 executor (:class:`~scarlet.executor.norm.CalibrationNorm`); the model's buffers and mode are never changed.
 With no calibration batches the paths are evaluated with the model's own running statistics, as the reference
-does.
+does. Batches are put in the device's preferred memory layout (:mod:`scarlet.executor.layout`) first.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 
 import torch
 
+from scarlet.executor.layout import batches_in_layout, memory_format as layout, to_layout
 from scarlet.executor.norm import CalibrationNorm, EvalNorm
 from scarlet.executor.plan import build_plan
 from scarlet.executor.stacked import StackedForward
@@ -49,10 +50,12 @@ def _calibrated(forward: StackedForward, plan, routing, calib: list, device) -> 
 
 @torch.no_grad()
 def batched_logits(model, archs: Sequence, calib_batches: Iterable | None, images: torch.Tensor, *,
-                   grouping: str = "shape", kernels: str = "auto") -> torch.Tensor:
+                   grouping: str = "shape", kernels: str = "auto", memory_format: str = "auto") -> torch.Tensor:
     """Logits (P, B, classes) of every architecture on ``images`` after per-path recalibration."""
     genes = [_genes(model, a) for a in archs]
     device = next(model.parameters()).device
+    fmt = layout(memory_format, device)
+    calib_batches, images = batches_in_layout(calib_batches or [], fmt), to_layout(images, fmt)
     forward = StackedForward(model, kernels)
     plan = build_plan(model, genes, grouping)
     routing = plan.routing().to(device)
@@ -63,7 +66,8 @@ def batched_logits(model, archs: Sequence, calib_batches: Iterable | None, image
 
 @torch.no_grad()
 def evaluate_batched(model, archs: Sequence, calib_batches: Iterable | None, val_batches: Iterable,
-                     chunk: int | None = None, *, grouping: str = "shape", kernels: str = "auto") -> list[float]:
+                     chunk: int | None = None, *, grouping: str = "shape", kernels: str = "auto",
+                     memory_format: str = "auto") -> list[float]:
     """Top-1 accuracy of each architecture after per-path BN recalibration (in ``archs`` order).
 
     ``chunk``: paths evaluated together (default: all on a CPU, from free memory on a GPU); the batches are
@@ -72,9 +76,10 @@ def evaluate_batched(model, archs: Sequence, calib_batches: Iterable | None, val
     genes = [_genes(model, a) for a in archs]
     if not genes:
         return []
-    calib = list(calib_batches) if calib_batches is not None else []
-    val = list(val_batches)
     device = next(model.parameters()).device
+    fmt = layout(memory_format, device)
+    calib = batches_in_layout(calib_batches, fmt) if calib_batches is not None else []
+    val = batches_in_layout(val_batches, fmt)
     forward = StackedForward(model, kernels)
     if chunk is None:
         chunk = _default_chunk(model, val[0][0].to(device), len(genes)) if val else len(genes)

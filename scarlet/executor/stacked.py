@@ -14,6 +14,14 @@ gradient), and concatenates the groups' outputs in slot order.
   :mod:`scarlet_kernels` on a GPU), one BN, activation; SE gates on the SE slots only.
 - Stage C: 1x1 projection with ``groups`` = slots, one BN, residual.
 - The head runs on the stacked paths: its 1x1 conv is one conv over (B * P) images, its BN is segmented per path.
+
+scarlet_kernels' fused SE and ELS-pointwise kernels are not called here. Both take paths stacked as
+(P, N, C, H, W), so every call would need a transposing copy of the (B, P * C, H, W) activation each way, as the
+masked depthwise conv does; SE here is already one mean, two grouped 1x1 convs and one multiply per group. ELS
+fusion composes an ELS with the *next layer's* 1x1 conv on the same path, but the next layer groups its slots by
+hidden width across paths whatever their previous choice, so fusing would split each group into "after an ELS"
+and "after an MBConv" parts and add grouped convs to save the smallest op of a layer. Neither was measured on a
+GPU; on a CPU the kernels would run their PyTorch reference.
 """
 
 from __future__ import annotations

@@ -294,18 +294,28 @@ class _Graph:
         return self.losses.clone()
 
 
+CPU_BATCHED_MAX_RESOLUTION = 32  # see choose_executor
+
+
 def choose_executor(name: str, device, sampler: str | None, *, width: float, resolution: int) -> str:
     """The executor ``name`` ("auto", "sequential" or "batched") stands for, for a supernet of ``width`` trained
     at ``resolution`` on ``device`` with ``sampler``.
 
     "auto": batched on CUDA; on a CPU, from the measured rule below. Both give the same results (tested); the
     batched step needs every path of a step to be a different one to pay off, as the fair sampler's are.
+
+    The CPU rule (``benchmarks/results/fair_step_cpu.json``, channels-last, 1 thread, stem stride 2, batch 64):
+    batched was 1.06x-1.87x the sequential step in every round at 16 and 32 pixels and widths 0.25-1.0, tied
+    at 64 pixels and width 0.25 and lost at 64 pixels and width 1.0 (0.48x-1.2x), where the 13 paths'
+    activations no longer fit the caches together; it also holds about twice the memory.
     """
     if name != "auto":
         return name
     if sampler != "fair":
         return "sequential"
-    return "batched"
+    if torch.device(device).type == "cuda":
+        return "batched"
+    return "batched" if resolution <= CPU_BATCHED_MAX_RESOLUTION else "sequential"
 
 
 def make_step(name: str, model, optimizer, *, autocast_dtype=None, paths_in_flight: int | None = None,

@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--val-batch-size", type=int, help="[256]")
     a("--evaluator", choices=("auto", "batched", "one-by-one"),
       help="all the architectures of a batch at once (scarlet.executor), or one by one; same accuracies "
-           "[auto: batched on a GPU]")
+           "[auto: batched]")
     a("--eval-chunk", type=int, help="batched evaluator: paths evaluated together [all on a CPU, from free "
                                      "memory on a GPU]")
     a("--device", help="auto, cpu, cuda, cuda:N [auto]")

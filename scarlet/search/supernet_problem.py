@@ -34,9 +34,10 @@ class SupernetEvaluator:
     BN statistics of each path in turn on a copy of the model, from scratch each time, so a result does not
     depend on what was evaluated before),
     "batched" (:func:`scarlet.executor.evaluate_batched`: all the genomes of a call at once, per-path
-    statistics kept outside the model, same accuracies), or "auto" (batched on a GPU, one by one on a CPU
-    where the two run at the same speed; see ``benchmarks/search.py``). The batches are kept in the device's
-    preferred memory layout (:mod:`scarlet.executor.layout`).
+    statistics kept outside the model, same accuracies), or "auto" (batched: on a CPU in channels-last it was
+    1.01x-1.21x the one-by-one evaluation of the default job's 14 architectures in every round, with about 1.5x
+    the memory, ``benchmarks/results/fair_step_cpu.json``). The batches are kept in the device's preferred
+    memory layout (:mod:`scarlet.executor.layout`).
     """
 
     def __init__(self, model: Supernet, calib_batches: Sequence, val_batches: Sequence, mode: str = "auto",
@@ -47,7 +48,7 @@ class SupernetEvaluator:
             raise ScarletError(f"unknown evaluator {mode!r}; choose one of {', '.join(EVALUATORS)}")
         device = next(model.parameters()).device
         if mode == "auto":
-            mode = "batched" if device.type == "cuda" else "one-by-one"
+            mode = "batched"
         self.mode, self.chunk = mode, chunk
         fmt = memory_format("auto", device)
         self.model = model

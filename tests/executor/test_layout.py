@@ -107,12 +107,15 @@ def test_train_cli_default_layout_matches_nchw_sequential_run(tmp_path):
     assert all(torch.equal(ref[k], got[k]) for k in ref if not ref[k].is_floating_point())
 
 
-def test_auto_executor_is_batched_for_fair_steps_only():
-    """The measured rule (benchmarks/results/fair_step_cpu.json): batched for strict-fair steps on CPU and CUDA;
-    other samplers repeat or drop choices, where the batched step has nothing to group."""
+def test_auto_executor_follows_the_measured_rule():
+    """The measured rule (benchmarks/results/fair_step_cpu.json): batched for strict-fair steps on CUDA, and on a
+    CPU up to 32 pixels; other samplers repeat or drop choices, where the batched step has nothing to group."""
     from scarlet.executor import choose_executor
 
     for device in ("cpu", "cuda"):
-        assert choose_executor("auto", device, "fair", width=0.25, resolution=32) == "batched"
-        assert choose_executor("auto", device, "uniform", width=1.0, resolution=64) == "sequential"
+        assert choose_executor("auto", device, "fair", width=1.0, resolution=32) == "batched"
+        assert choose_executor("auto", device, "uniform", width=0.25, resolution=32) == "sequential"
         assert choose_executor("sequential", device, "fair", width=0.25, resolution=32) == "sequential"
+    assert choose_executor("auto", "cpu", "fair", width=0.25, resolution=16) == "batched"
+    assert choose_executor("auto", "cpu", "fair", width=1.0, resolution=64) == "sequential"
+    assert choose_executor("auto", "cuda", "fair", width=1.0, resolution=64) == "batched"
