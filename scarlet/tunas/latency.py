@@ -18,7 +18,6 @@ import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -29,7 +28,7 @@ from scarlet.decisions.arch import random_decision_arch
 from scarlet.decisions.concrete import ConcreteLayer
 from scarlet.decisions.space import SPACES, Space, get_space
 from scarlet.decisions.standalone import DecisionLayer, DecisionStandaloneNet, fold_bn
-from scarlet.errors import ScarletError, cli_main
+from scarlet.errors import cli_main
 from scarlet.rundir import RunLock, output_dir
 from scarlet.tunas.cost import TableCost, form_of, layer_forms, table_header
 
@@ -181,8 +180,10 @@ def main(argv=None) -> int:
                           device, g, args.statistic)
         report = {"space": args.space, "width": args.width, "resolution": args.resolution, "batch": 1,
                   "device": table["device"], "torch": torch.__version__, "threads": args.threads,
-                  "repeats": args.repeats, "statistic": args.statistic, "fit": table["fit"], "seconds": round(time.time() - started, 1),
-                  "note": f"{args.statistic}s of repeated batch-1 calls on a machine shared with other processes", **report}
+                  "repeats": args.repeats, "statistic": args.statistic, "fit": table["fit"],
+                  "seconds": round(time.time() - started, 1),
+                  "note": f"{args.statistic}s of repeated batch-1 calls on a machine shared with other processes",
+                  **report}
         atomic_write_text(out / "latency_validation.json", json.dumps(report, indent=1) + "\n")
     print(f"{args.space}: MAPE {report['mape_percent']:.1f}% on {report['networks']} held-out networks, "
           f"Spearman {report['spearman']:.3f}, Kendall {report['kendall']:.3f}; table in {out}/latency_table.json")

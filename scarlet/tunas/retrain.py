@@ -2,10 +2,10 @@
 
 Every architecture (TuNAS's and each random-search candidate) is trained from scratch with the same recipe:
 TF-style RMSProp (decay 0.9, momentum 0.9, epsilon 1.0, sheet A4/A6), linear warmup then cosine learning rate,
-label smoothing 0.1, weight decay on conv kernels, BN with running statistics.
-After training the BN statistics are re-estimated over ``calib_batches`` training batches (the
-short run's momentum-0.01 averages have not converged); accuracy is measured in eval mode. The recipe is ``Recipe``'s fields; nothing depends on which search proposed
-the architecture.
+label smoothing 0.1, weight decay on conv kernels, BN with running statistics. After training the BN statistics
+are re-estimated over ``calib_batches`` training batches (a short run's momentum-0.01 averages have not
+converged); accuracy is measured in eval mode. The recipe is ``Recipe``'s fields; nothing depends on which search
+proposed the architecture.
 """
 
 from __future__ import annotations

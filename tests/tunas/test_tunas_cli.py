@@ -16,11 +16,6 @@ TINY = ["--steps", "4", "--archs-per-step", "2", "--batch-size", "4", "--reward-
         "--log-every", "1", "--checkpoint-every", "2", "--latency-repeats", "1", "--rl-lr", "0.5"]
 
 
-def _run(argv, capsys=None):
-    code = main(argv)
-    return code
-
-
 def _error(argv, capsys) -> str:
     with pytest.raises(SystemExit) as e:
         main(argv)
