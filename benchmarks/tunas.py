@@ -4,7 +4,8 @@ run under a latency target with the found architectures' latencies measured.
     python -m benchmarks.tunas [--steps 200] [--out benchmarks/results]   (from the repository root)
 
 Writes ``tunas_latency_cpu.json`` (the table's validation, timed with the median and with the minimum of the
-repeated calls), ``tunas_cpu.json`` (search, random baseline, stand-alone results) and ``tunas_policy.png``.
+repeated calls), ``tunas_cpu.json`` (search trajectory, random baseline, stand-alone results),
+``tunas_search_summary.json`` and ``tunas_policy.png``.
 Everything runs on 1 thread at batch 1; other processes load the machine, so single timings are noisy.
 
 Equal cost: TuNAS's search processes ``steps * N * batch`` training images (forward and backward) and
@@ -95,6 +96,10 @@ def main() -> None:
     summary = json.loads((run / "summary.json").read_text())
     config = json.loads((run / "config.json").read_text())
     shutil.copy(run / "policy.png", out / "tunas_policy.png")
+    shutil.copy(run / "summary.json", out / "tunas_search_summary.json")
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    trajectory = [{k: m[k] for k in ("step", "loss", "accuracy", "cost", "reward", "baseline", "rl_lr")}
+                  for m in metrics]
 
     data = load_dataset("digits", RES)
     space = replace(get_space(SPACE, WIDTH, 8), in_channels=data.in_channels)
@@ -126,7 +131,7 @@ def main() -> None:
         "equal_cost": {"tunas_image_equivalents": images, "random_candidates": m,
                        "random_window": args.window, "random_draws": draws,
                        "tunas_search_cpu_s": round(search_cpu, 1), "random_training_cpu_s": round(random_cpu, 1)},
-        "tunas": tunas, "random_best": best, "random_candidates": candidates,
+        "search_trajectory": trajectory, "tunas": tunas, "random_best": best, "random_candidates": candidates,
         "table": [{"method": "TuNAS", "heldout_acc": tunas["heldout_acc"], "test_acc": tunas["test_acc"],
                    "predicted_ms": tunas["predicted_ms"], "measured_ms_min": tunas["measured_ms"]["min"],
                    "measured_ms_median": tunas["measured_ms"]["median"]},
