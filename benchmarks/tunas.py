@@ -60,6 +60,7 @@ def standalone(space, arch, data, train, held, recipe, cost) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--rl-lr", type=float, default=0.05, help="policy base learning rate")
     p.add_argument("--window", type=float, default=0.05, help="random search: |T/T0 - 1| <= window")
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args()
@@ -91,7 +92,7 @@ def main() -> None:
                      "--batch-size", str(BATCH), "--reward-batch-size", str(REWARD_BATCH), "--cost", "table",
                      "--cost-table", str(work / "latency_min" / "latency_table.json"), "--out", str(run),
                      "--latency-repeats", str(LATENCY_REPEATS), "--latency-statistic", "min",
-                     "--log-every", "5"]) == 0
+                     "--log-every", "5", "--rl-lr", str(args.rl_lr)]) == 0
     search_cpu = time.process_time() - t
     summary = json.loads((run / "summary.json").read_text())
     config = json.loads((run / "config.json").read_text())
