@@ -70,3 +70,23 @@ def test_latency_cli_refuses_bad_flags(tmp_path, capsys):
         assert e.value.code == 2
         err = capsys.readouterr().err.strip()
         assert needle in err and "\n" not in err
+
+
+def test_the_k_path_step_applies_label_smoothing():
+    import torch.nn.functional as F
+
+    from scarlet.decisions.space import get_space
+    from scarlet.decisions.step import sequential_k_path_step
+    from scarlet.decisions.supernet import DecisionSupernet
+
+    space = get_space("proxylessnas", 0.25, 2)
+    torch.manual_seed(0)
+    model = DecisionSupernet(space, 5).double()
+    x, y = torch.randn(4, 3, 16, 16, dtype=torch.float64), torch.tensor([0, 1, 2, 3])
+    arch = random_decision_arch(space, torch.Generator().manual_seed(0))
+    smoothed = sequential_k_path_step(model, x, y, [arch], None, label_smoothing=0.1)
+    plain = sequential_k_path_step(model, x, y, [arch], None)
+    logits = model(x, arch)
+    assert float(smoothed[0]) == pytest.approx(float(F.cross_entropy(logits, y, label_smoothing=0.1)))
+    assert float(plain[0]) == pytest.approx(float(F.cross_entropy(logits, y)))
+    assert float(smoothed[0]) != pytest.approx(float(plain[0]))
