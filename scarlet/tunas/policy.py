@@ -131,10 +131,5 @@ def policy_optimizer(policy: Policy, lr: float = 0.0) -> torch.optim.Adam:
     return torch.optim.Adam(policy.parameters(), lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS)
 
 
-def entropy_of(policy: Policy) -> float:
-    """Entropy of the whole (non-hierarchical) policy in nats; log(cardinality) at initialisation."""
-    return float(policy.entropy(torch.ones(len(policy.sizes))))
-
-
-__all__ = ["MovingAverageBaseline", "Policy", "SpacePolicy", "entropy_of", "policy_optimizer",
+__all__ = ["MovingAverageBaseline", "Policy", "SpacePolicy", "policy_optimizer",
            "reinforce_loss", "rl_delay_steps", "rl_learning_rate"]
