@@ -21,8 +21,10 @@ from scarlet.errors import ScarletError
 
 def sequential_k_path_step(model: DecisionSupernet, images: torch.Tensor, labels: torch.Tensor, archs: list,
                            optimizer: torch.optim.Optimizer | None, micro_batches: bool = True,
-                           reduction: str = "mean") -> torch.Tensor:
+                           reduction: str = "mean", label_smoothing: float = 0.0) -> torch.Tensor:
     """Train the K paths ``archs`` on one batch and update once; return the K (unscaled) losses.
+
+    ``label_smoothing`` is passed to the cross-entropy (TuNAS trains with 0.1).
 
     With ``optimizer=None`` the accumulated gradients are left in ``.grad`` and no update is made (for tests).
     """
@@ -41,7 +43,7 @@ def sequential_k_path_step(model: DecisionSupernet, images: torch.Tensor, labels
     scale = 1.0 / k if reduction == "mean" else 1.0
     losses = []
     for arch, x, y in zip(archs, xs, ys):
-        loss = F.cross_entropy(model(x, arch), y)
+        loss = F.cross_entropy(model(x, arch), y, label_smoothing=label_smoothing)
         (loss * scale).backward()
         losses.append(loss.detach())
     if optimizer is not None:
