@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m scarlet.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a = p.add_argument
+    a("--strategy", choices=("supernet", *STRATEGIES), help="supernet (FairNAS/SCARLET; --sampler picks strict "
+      "fairness, SPOS or EF), tunas or fpnas (their own flags: python -m scarlet.tunas --help, python -m "
+      "scarlet.fpnas --help) [supernet]")
     a("--config", help="YAML or JSON file of option defaults (keys as the flags, - or _), or the shipped "
                        "'paper' (FairNAS/SCARLET supernet recipe; scarlet/configs/paper.yaml)")
     a("--space", choices=list(SPACES), help="search space [scarlet-s2]")
@@ -357,8 +360,28 @@ def _resumed_config(args, out: Path) -> tuple[dict, dict]:
 RUN_FILES = (CHECKPOINT_NAME, "config.json", "metrics.jsonl", "summary.json")
 
 
+# Strategies with trainers of their own, in the decision spaces; the FairNAS/SCARLET supernet strategies (strict
+# fairness, SPOS, EF) are this module's --sampler values.
+STRATEGIES = {"tunas": "scarlet.tunas.cli", "fpnas": "scarlet.fpnas.cli"}
+
+
+def _strategy(argv: list[str]) -> tuple[str, list[str]]:
+    """The value of ``--strategy NAME`` or ``--strategy=NAME`` (default ``supernet``) and the other arguments."""
+    for i, arg in enumerate(argv):
+        if arg == "--strategy" and i + 1 < len(argv):
+            return argv[i + 1], argv[:i] + argv[i + 2:]
+        if arg.startswith("--strategy="):
+            return arg.split("=", 1)[1], argv[:i] + argv[i + 1:]
+    return "supernet", argv
+
+
 @cli_main
 def main(argv=None):
+    strategy, rest = _strategy(list(sys.argv[1:] if argv is None else argv))
+    if strategy in STRATEGIES:
+        import importlib
+
+        return importlib.import_module(STRATEGIES[strategy]).main(rest)
     parser = build_parser()
     args = parser.parse_args(argv)
     with contextlib.ExitStack() as held:  # the run directory's lock, released however main ends

@@ -167,3 +167,12 @@ def test_batched_and_sequential_executors_end_with_matching_weights(tmp_path):
     norm = torch.sqrt(sum((a[k] ** 2).sum() for k in floats))
     assert diff / norm < 1e-4
     assert json.loads((tmp_path / "batched" / "summary.json").read_text())["executor"] == "batched"
+
+
+@pytest.mark.parametrize("strategy,space_list", [("tunas", "proxylessnas"), ("supernet", "scarlet-s2")])
+def test_strategy_flag_hands_the_run_to_its_trainer(strategy, space_list, capsys):
+    """--strategy picks the trainer: its own flags are checked (here: the spaces it knows)."""
+    with pytest.raises(SystemExit) as e:
+        main(["--strategy", strategy, "--space", "nope"])
+    assert e.value.code == 2
+    assert space_list in capsys.readouterr().err

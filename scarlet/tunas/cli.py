@@ -28,7 +28,7 @@ from scarlet.decisions.arch import random_decision_arch
 from scarlet.decisions.concrete import canonical
 from scarlet.decisions.cost import DecisionCostModel
 from scarlet.decisions.evaluate import evaluate_archs
-from scarlet.errors import ScarletError, cli_main
+from scarlet.errors import ArgumentParser, ScarletError, cli_main
 from scarlet.rundir import RunLock, output_dir, read_jsonl, require_files
 from scarlet.tunas.cost import COST_SOURCES, MaddsCost, read_table
 from scarlet.tunas.latency import TUNAS_SPACES, measure_table, network_ms
@@ -84,7 +84,7 @@ TARGET_SAMPLES = 256
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m scarlet.tunas", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m scarlet.train --strategy tunas", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", help="YAML or JSON file of option values (keys as the flags, - or _)")
     p.add_argument("--resume", action="store_true", default=None, help="continue the run in --out exactly")
     types = {int: int, float: float}
