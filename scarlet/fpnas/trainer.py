@@ -182,8 +182,10 @@ class Search:
         """The most probable architecture with its cost, and its accuracy with the supernet's weights (BN
         re-estimated on ``recalib_batches`` batches of the weights' half)."""
         arch, madds, log_prob = self.mode()
-        calib = list(batches(self.weights_stream.split, self.cfg["batch_size"], self.cfg["recalib_batches"]))
-        val = list(batches(self.data.val, 256))
+        dev = self.device
+        calib = [(x.to(dev), y.to(dev)) for x, y in
+                 batches(self.weights_stream.split, self.cfg["batch_size"], self.cfg["recalib_batches"])]
+        val = [(x.to(dev), y.to(dev)) for x, y in batches(self.data.val, 256)]
         acc = evaluate_archs(self.model, [arch], calib, val)[0]
         return {"space": self.cfg["space"], "width": self.cfg["width"], "divisor": self.cfg["divisor"],
                 "in_channels": self.space.in_channels, "num_classes": self.data.num_classes,

@@ -117,3 +117,33 @@ def test_surrogate_backward_is_the_eq7_sum():
     expected = sum(m[k] * torch.cat(torch.autograd.grad(-dist.log_prob(samples[k:k + 1]).sum(), dist.parameters()))
                    for k in range(5))
     torch.testing.assert_close(torch.cat([t.grad for t in dist.parameters()]), expected)
+
+
+def test_alpha_updates_with_the_hinge_move_the_distribution_under_target():
+    """Equal likelihoods (and beta 1 for a short test): Eq. 7 is driven by the cost alone, and Adam on it lowers the
+    MAdds of the samples (fails with the cost term's sign flipped)."""
+    from scarlet.decisions.cost import DecisionCostModel
+    from scarlet.decisions.space import get_space
+    from scarlet.fpnas.sampling import adaptive_k
+
+    space = get_space("fbnetv2-f", 0.25, 1)
+    cost = DecisionCostModel(space, 32, 10)
+    dist = ArchDistribution.uniform(space)
+    adam = torch.optim.Adam(dist.parameters(), lr=0.2)
+    g = torch.Generator().manual_seed(0)
+
+    def sample_madds(n):
+        return torch.tensor([cost.madds(dist.arch(r)) for r in dist.sample(n, g)], dtype=torch.float64)
+
+    before = sample_madds(32)
+    target = before.median().item()
+    for _ in range(12):
+        idx = dist.sample(8, g)
+        costs = hinge_cost([cost.madds(dist.arch(r)) for r in idx], target)
+        m = arch_coefficients(torch.zeros(8, dtype=torch.float64), costs, 1.0)
+        adam.zero_grad()
+        arch_surrogate(dist.log_prob(idx), m).backward()
+        adam.step()
+    after = sample_madds(32)
+    assert after.mean() < 0.7 * before.mean() and (after <= target).double().mean() > 0.9, (before, after)
+    assert adaptive_k(dist.entropy().item(), 0.25) < adaptive_k(math.log(space.cardinality), 0.25)
