@@ -1,0 +1,5 @@
+import sys
+
+from scarlet.fpnas.cli import main
+
+sys.exit(main())
