@@ -79,7 +79,7 @@ def fpnas_schema() -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="python -m scarlet.fpnas", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m scarlet.train --strategy fpnas", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", help="YAML or JSON file of option defaults (keys as the flags, - or _)")
     for key, default in DEFAULTS.items():
         # Numbers are only parsed here; the schema checks every value, from a flag or a config file alike.
