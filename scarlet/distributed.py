@@ -31,8 +31,9 @@ Launch (``--device`` auto or cuda gives each rank ``cuda:LOCAL_RANK``)::
     torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 -m scarlet.train ...
     torchrun --nproc-per-node 4 -m scarlet.search --supernet runs/s2 ...               # evaluations split
 
-TuNAS and FP-NAS do not exist in Scarlet yet, so neither does their distributed sampling (one architecture per
-rank, rewards averaged; K samples split across ranks).
+TuNAS and FP-NAS (``--strategy tunas|fpnas``) run in one process only: their distributed sampling (one
+architecture per rank with rewards averaged; K samples split across ranks) is not implemented, and the trainer
+refuses them under torchrun.
 
 Search and evaluation: :meth:`Distributed.map` splits a list of architectures into contiguous parts, each rank
 evaluates its part and the results are gathered in order; every rank runs the same (deterministic) search, so

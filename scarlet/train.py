@@ -381,6 +381,10 @@ def main(argv=None):
     if strategy in STRATEGIES:
         import importlib
 
+        if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):
+            raise ScarletError(f"--strategy {strategy} does not run under torchrun yet (one process only); its "
+                               f"distributed sampling is not implemented")
+
         return importlib.import_module(STRATEGIES[strategy]).main(rest)
     parser = build_parser()
     args = parser.parse_args(argv)

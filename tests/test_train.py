@@ -176,3 +176,10 @@ def test_strategy_flag_hands_the_run_to_its_trainer(strategy, space_list, capsys
         main(["--strategy", strategy, "--space", "nope"])
     assert e.value.code == 2
     assert space_list in capsys.readouterr().err
+
+
+def test_strategies_without_distributed_sampling_refuse_torchrun(monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit) as e:
+        main(["--strategy", "fpnas"])
+    assert e.value.code == 2 and "torchrun" in capsys.readouterr().err
