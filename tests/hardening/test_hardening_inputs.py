@@ -5,7 +5,7 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import STANDALONE, error_line
+from hardening_cases import STANDALONE, error_line
 
 from scarlet import ScarletError, parse_arch
 from scarlet.data import load_dataset

@@ -4,7 +4,7 @@ stopped by a full disk resumes to the same result as an uninterrupted one."""
 import json
 
 import pytest
-from conftest import DiskFull, error_line
+from hardening_cases import DiskFull, error_line
 
 from scarlet.export import main as export_main
 from scarlet.search.cli import main as search_main

@@ -2,7 +2,7 @@
 anything is written; damaged run directories are named, never a traceback."""
 
 import pytest
-from conftest import STANDALONE, error_line
+from hardening_cases import STANDALONE, error_line
 
 from scarlet.export import main as export_main
 from scarlet.search.cli import main as search_main

@@ -4,7 +4,7 @@ hostile files. Every case must be a one-line error naming the option (exit 2), b
 import json
 
 import pytest
-from conftest import STANDALONE, error_line
+from hardening_cases import STANDALONE, error_line
 
 from scarlet.export import main as export_main
 from scarlet.search.cli import main as search_main

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import STANDALONE, error_line
+from hardening_cases import STANDALONE, error_line
 
 from scarlet import ScarletError, load_supernet
 from scarlet.checkpoint import save_checkpoint
