@@ -93,6 +93,13 @@ def run_study(runs: Sequence[SupernetRun], *, config: SupernetConfig, dataset: s
              "acc_per_seed": acc, "acc_mean": t, "loss_mean": tl,
              "seconds": sum(r["seconds"] for r in row)}
             for name, a, acc, t, tl, row in zip(names, archs, accs, truth, truth_loss, table)]
+    madds = [r["madds"] for r in rows]
+
+    def with_madds(values):
+        """How far a ranking follows network size: Kendall tau against MAdds, with its interval."""
+        return {"kendall_tau": kendall_tau(madds, values),
+                "kendall_tau_ci": list(bootstrap_ci(kendall_tau, madds, values, bootstrap, sample_seed))}
+
     calib = list(batches(data.train, calib_batch_size, limit=recalib_batches))
     val = list(batches(data.val, 512))
     supernets = []
@@ -106,13 +113,14 @@ def run_study(runs: Sequence[SupernetRun], *, config: SupernetConfig, dataset: s
         ranking_scatter(png, run.label, truth, acc_est, names, stats)
         supernets.append({"label": run.label, "run_dir": str(run.path), "train_config": run.run_config,
                           "supernet_config": run.config.to_dict(), "top1": stats, "neg_loss": stats_loss,
-                          "estimates": est, "scatter_png": png.name})
+                          "estimate_vs_madds": with_madds(acc_est), "estimates": est, "scatter_png": png.name})
     result = {"config": {"network": {k: getattr(config, k) for k in SHARED}, "dataset": dataset, "n_sampled": n,
                          "n_archs": len(archs), "seeds": list(seeds), "recipe": asdict(recipe), "top_k": k,
                          "bootstrap": bootstrap, "sample_seed": sample_seed, "recalib_batches": recalib_batches,
                          "calib_batch_size": calib_batch_size, "evaluator": evaluator,
                          "published": published},
-              "environment": _environment(), "ground_truth": rows, "ceiling": ceiling, "supernets": supernets,
+              "environment": _environment(), "ground_truth": rows, "ceiling": ceiling,
+              "truth_vs_madds": with_madds(truth), "supernets": supernets,
               "trained_now": gt.trained, "seconds": round(time.time() - started, 1)}
     atomic_write_text(out / f"{prefix}.json", json.dumps(json_safe(result), indent=1) + "\n")
     return result
@@ -133,10 +141,11 @@ def print_table(result: dict) -> None:
     c = result["ceiling"]
     print(f"{len(result['ground_truth'])} architectures, {len(result['config']['seeds'])} seeds; "
           f"seed-to-seed Kendall tau (ceiling) {c['kendall_tau']:.3f} "
-          f"[{c['kendall_tau_ci'][0]:.3f}, {c['kendall_tau_ci'][1]:.3f}]")
+          f"[{c['kendall_tau_ci'][0]:.3f}, {c['kendall_tau_ci'][1]:.3f}]; ground truth vs MAdds: Kendall tau "
+          f"{result['truth_vs_madds']['kendall_tau']:.3f}")
     k = result["config"]["top_k"]
     print(f"{'supernet':<14} {'Kendall tau [95% CI]':>24} {'Spearman rho [95% CI]':>24} "
-          f"{f'top-{k} overlap':>22} {'tau (loss)':>11}")
+          f"{f'top-{k} overlap':>22} {'tau (loss)':>11} {'tau vs MAdds':>13}")
     for s in result["supernets"]:
         t = s["top1"]
 
@@ -145,7 +154,7 @@ def print_table(result: dict) -> None:
             return f"{t[name]:.3f} [{lo:.2f}, {hi:.2f}]"
 
         print(f"{s['label']:<14} {cell('kendall_tau'):>24} {cell('spearman_rho'):>24} {cell('top_k_overlap'):>22} "
-              f"{s['neg_loss']['kendall_tau']:>11.3f}")
+              f"{s['neg_loss']['kendall_tau']:>11.3f} {s['estimate_vs_madds']['kendall_tau']:>13.3f}")
 
 
 def cosine_analysis(run: SupernetRun, dataset: str, out: Path, prefix: str, path: Arch | None = None,

@@ -1,10 +1,13 @@
 """``python -m scarlet.rank``: end to end at tiny size (and the cache on a rerun), and one-line errors (exit 2)."""
 
 import json
+import math
 import subprocess
 import sys
 
 import pytest
+
+from scarlet.rank.stats import kendall_tau
 
 from scarlet.rank.cli import main as rank_main
 from scarlet.train import main as train_main
@@ -39,6 +42,13 @@ def test_study_end_to_end_then_cached_rerun(supernets, tmp_path, capsys):
     tau = a["top1"]["kendall_tau"]
     assert (tau is None or -1 <= tau <= 1) and len(a["top1"]["kendall_tau_ci"]) == 2
     assert result["ceiling"]["kendall_tau"] is None or -1 <= result["ceiling"]["kendall_tau"] <= 1
+    # The size bias: the ground truth's and each estimate's ranking against MAdds.
+    madds = [r["madds"] for r in result["ground_truth"]]
+    truth = [r["acc_mean"] for r in result["ground_truth"]]
+    estimates = [e["acc"] for e in a["estimates"]]
+    for written, values in ((result["truth_vs_madds"], truth), (a["estimate_vs_madds"], estimates)):
+        expected = kendall_tau(madds, values)  # nan (all tied) is written as null
+        assert written["kendall_tau"] is None if math.isnan(expected) else written["kendall_tau"] == pytest.approx(expected)
     for name in ("ranking_scatter_a.png", "ranking_scatter_b.png"):
         assert (out / name).stat().st_size > 0
     assert "Kendall tau" in capsys.readouterr().out
