@@ -17,14 +17,6 @@ from scarlet.supernet import Supernet
 from scarlet.train import DEFAULTS, build_parser, learning_rate, _resolve_config
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(init, space="scarlet-s2", skip="els", seed=0, **overrides):
     torch.manual_seed(seed)
     cfg = dict(space=space, skip=skip, width=0.25, resolution=16, stem_stride=2, in_channels=1, num_classes=10,

@@ -1,17 +1,7 @@
 import functools
 
 import pytest
-import torch
 from fold_cases import randomized_supernet, tiny_config
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny float64 convolutions are fastest on one thread, and the test machines are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @functools.cache

@@ -3,17 +3,8 @@
 import shutil
 
 import pytest
-import torch
 
 from hardening_cases import SUPERNET
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

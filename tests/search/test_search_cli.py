@@ -15,15 +15,6 @@ PAPER_YAML = Path(__file__).resolve().parents[2] / "scarlet" / "search" / "confi
 FAST = ["--val-batches", "1", "--val-batch-size", "64", "--recalib-batches", "1", "--no-progress"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny convolutions: threads only add overhead (and oversubscribe a shared machine)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def train_tiny(out, space):
     from scarlet.train import main as train
 
