@@ -102,6 +102,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--train-args", default="", help="extra flags for every supernet, e.g. '--lr 0.1'")
     p.add_argument("--rank-args", default="", help="extra flags for scarlet.rank study, e.g. '--epochs 6'")
+    p.add_argument("--name", default="", help="suffix of the result files, e.g. 'long' for ranking_cpu_long.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = ABLATIONS
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
     from scarlet.rank.cli import main as rank_main
 
     results = Path(args.results)
-    prefix = f"ranking_{tag}"
+    prefix = f"ranking_{tag}" + (f"_{args.name}" if args.name else "")
     rank_argv = ["study", *[a for label, _ in rows for a in ("--supernet", f"{label}={runs / label}")],
                  "--out", str(results), "--prefix", prefix, "--cache", str(runs / "ground_truth"), "--cosine",
                  "--no-progress"]
