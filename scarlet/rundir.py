@@ -17,6 +17,7 @@ import json
 import os
 from pathlib import Path
 
+from scarlet.checkpoint import CHECKPOINT_NAME, atomic_write_text
 from scarlet.errors import ScarletError
 
 LOCK_NAME = ".scarlet.lock"
@@ -119,3 +120,45 @@ def read_jsonl(path: Path) -> list[dict]:
             raise ScarletError(f"{path} line {i + 1} is not a JSON object; the log is damaged (move it away to "
                                f"resume without it)")
     return records
+
+
+def open_resumed(out_text: str, config_given: bool, held, run_files) -> Path:
+    """The run directory ``--resume`` continues, locked (``held``: an ExitStack that releases it)."""
+    if config_given:
+        raise ScarletError("--config cannot be combined with --resume: the run continues with its saved "
+                           "configuration")
+    out = output_dir(out_text, create=False)
+    if not out.is_dir():
+        raise ScarletError(f"--resume: no checkpoint at {out / CHECKPOINT_NAME} (no such directory)")
+    held.enter_context(RunLock(out))  # before reading: a run still writing here must not be resumed
+    require_files(out, run_files)
+    return out
+
+
+def refuse_existing_run(out: Path) -> None:
+    if (out / CHECKPOINT_NAME).exists():
+        raise ScarletError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+
+
+def open_new(out_text: str, held, run_files) -> Path:
+    """A new run's directory, created and locked; one that already holds a run is refused."""
+    out = output_dir(out_text)
+    held.enter_context(RunLock(out))
+    require_files(out, run_files)
+    refuse_existing_run(out)
+    return out
+
+
+def restart_metrics(path: Path, step: int | None) -> None:
+    """A resumed run (``step``: its checkpoint's) drops the metrics lines written after its checkpoint and a torn
+    last line (a crash or a full disk may have left either); a new run (``step`` None) starts an empty log."""
+    if step is None:
+        path.unlink(missing_ok=True)
+        return
+    if not path.exists():
+        return
+    records = read_jsonl(path)
+    if not all(isinstance(r.get("step"), int) and not isinstance(r.get("step"), bool) for r in records):
+        raise ScarletError(f"{path} holds a line without an integer step; the log is damaged (move it away to "
+                           f"resume without it)")
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records if r["step"] <= step))

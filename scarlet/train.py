@@ -34,7 +34,7 @@ from scarlet.errors import ArgumentParser, ScarletError, cli_main, reason
 from scarlet.executor.layout import CHOICES as LAYOUTS, memory_format, to_layout
 from scarlet.fair_step import SHARED_GRAD_MODES
 from scarlet.optim import DECAY_ON, RMSpropTF, decay_groups
-from scarlet.rundir import RunLock, output_dir, read_jsonl, require_files
+from scarlet.rundir import RunLock, open_resumed, output_dir, refuse_existing_run, require_files, restart_metrics
 from scarlet.samplers import SAMPLERS, make_sampler
 from scarlet.space import SKIP_KINDS, SPACES, get_space
 from scarlet.supernet import Supernet, SupernetConfig
@@ -246,18 +246,6 @@ def _choose_executor(cfg: dict, device: torch.device) -> str:
     return choose_executor(cfg["executor"], device, cfg["sampler"], width=cfg["width"], resolution=cfg["resolution"])
 
 
-def _trim_metrics(path: Path, step: int) -> None:
-    """Drop metrics lines written after the checkpoint we resume from, and a torn last line (a crash or a full
-    disk may have left either)."""
-    if not path.exists():
-        return
-    records = read_jsonl(path)
-    if not all(isinstance(r.get("step"), int) and not isinstance(r.get("step"), bool) for r in records):
-        raise ScarletError(f"{path} holds a line without an integer step; the log is damaged (move it away to "
-                           f"resume without it)")
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records if r["step"] <= step))
-
-
 def _evaluate(run: Run, dist: distributed.Distributed = distributed.SINGLE) -> list[dict]:
     """BN-recalibrated accuracy of random subnets and of the architectures published in the space."""
     from scarlet.evaluate import evaluate_one_by_one
@@ -394,14 +382,7 @@ def main(argv=None):
 
 def _main(args, held: contextlib.ExitStack) -> int:
     if args.resume:
-        if args.config:
-            raise ScarletError("--config cannot be combined with --resume: the run continues with its saved "
-                               "configuration")
-        out = output_dir(DEFAULTS["out"] if args.out is None else args.out, create=False)
-        if not out.is_dir():
-            raise ScarletError(f"--resume: no checkpoint at {out / CHECKPOINT_NAME} (no such directory)")
-        held.enter_context(RunLock(out))  # before reading: a run still writing here must not be resumed
-        require_files(out, RUN_FILES)
+        out = open_resumed(DEFAULTS["out"] if args.out is None else args.out, bool(args.config), held, RUN_FILES)
         cfg, state = _resumed_config(args, out)
     else:
         cfg = _resolve_config(args)
@@ -410,8 +391,7 @@ def _main(args, held: contextlib.ExitStack) -> int:
         if locked:  # refuse a second writer before doing anything
             held.enter_context(RunLock(out))
         require_files(out, RUN_FILES)
-        if (out / CHECKPOINT_NAME).exists():
-            raise ScarletError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        refuse_existing_run(out)
         state = None
     # torchrun: join the process group; the device is per local rank. --batch-size is the global batch.
     dist = distributed.setup(cfg["device"], cfg.get("dist_timeout") or distributed.DEFAULT_TIMEOUT_S)
@@ -428,16 +408,12 @@ def _main(args, held: contextlib.ExitStack) -> int:
     elif not locked:
         output_dir(str(out))
         held.enter_context(RunLock(out))
-        if (out / CHECKPOINT_NAME).exists():  # another run started here between our check and our lock
-            raise ScarletError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        refuse_existing_run(out)  # another run may have started here between our check and our lock
     metrics_path = out / "metrics.jsonl"
     try:
         if dist.is_main:  # only rank 0 writes
             atomic_write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
-            if state is not None:
-                _trim_metrics(metrics_path, run.step)
-            elif metrics_path.exists():
-                metrics_path.unlink()
+            restart_metrics(metrics_path, run.step if state is not None else None)
     except OSError as e:
         raise ScarletError(f"cannot write to {out} ({e.strerror}); {run.last_good(out)}") from None
     train(run, out, metrics_path, progress=not args.no_progress and dist.is_main, dist=dist)

@@ -14,7 +14,7 @@ from scarlet.errors import ScarletError
 from scarlet.executor import make_step
 from scarlet.fair_step import sequential_step, shared_parameters
 from scarlet.supernet import Supernet
-from scarlet.train import DEFAULTS, build_parser, learning_rate, _resolve_config
+from scarlet.train import build_parser, learning_rate, _resolve_config
 
 
 def tiny(init, space="scarlet-s2", skip="els", seed=0, **overrides):

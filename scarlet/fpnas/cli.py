@@ -23,7 +23,7 @@ from scarlet.config import COUNT, SEED, Choice, Float, Int, Str, check_saved, de
 from scarlet.errors import ArgumentParser, ScarletError, cli_main
 from scarlet.fpnas.gradient import LIKELIHOODS, WEIGHTINGS
 from scarlet.optim import DECAY_ON
-from scarlet.rundir import RunLock, output_dir, read_jsonl, require_files
+from scarlet.rundir import open_new, open_resumed, restart_metrics
 
 FPNAS_SPACES = ("fbnetv2-f", "fbnetv2-f-fine", "fbnetv2-f++")
 SCHEDULES = ("mixed", "factorized", "joint")
@@ -141,13 +141,6 @@ def load_search_checkpoint(path: Path) -> dict:
     return state
 
 
-def _trim_metrics(path: Path, step: int) -> None:
-    """Drop the metric lines after the checkpoint's step (they are written again by the resumed run)."""
-    if path.exists():
-        kept = [r for r in read_jsonl(path) if isinstance(r.get("step"), int) and r["step"] <= step]
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
-
-
 @cli_main
 def main(argv=None):
     args = build_parser().parse_args(argv)
@@ -159,22 +152,11 @@ def _main(args, held: contextlib.ExitStack) -> int:
     from scarlet.fpnas.trainer import Search
 
     if args.resume:
-        if args.config:
-            raise ScarletError("--config cannot be combined with --resume: the run continues with its saved "
-                               "configuration")
-        out = output_dir(DEFAULTS["out"] if args.out is None else args.out, create=False)
-        if not out.is_dir():
-            raise ScarletError(f"--resume: no checkpoint at {out / CHECKPOINT_NAME} (no such directory)")
-        held.enter_context(RunLock(out))  # before reading: a run still writing here must not be resumed
-        require_files(out, RUN_FILES)
+        out = open_resumed(DEFAULTS["out"] if args.out is None else args.out, bool(args.config), held, RUN_FILES)
         cfg, state = _resumed_config(args, out)
     else:
         cfg = resolve(args, DEFAULTS, fpnas_schema())
-        out = output_dir(cfg["out"])
-        held.enter_context(RunLock(out))
-        require_files(out, RUN_FILES)
-        if (out / CHECKPOINT_NAME).exists():
-            raise ScarletError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        out = open_new(cfg["out"], held, RUN_FILES)
         state = None
     if cfg["theta"] < cfg["warmup_epochs"] and cfg["distribution"] == "mixed":
         print(f"note: theta {cfg['theta']} < warmup {cfg['warmup_epochs']}: the joint distribution starts uniform")
@@ -183,10 +165,7 @@ def _main(args, held: contextlib.ExitStack) -> int:
         search.load(state, f"checkpoint {out / CHECKPOINT_NAME}")
     metrics_path = out / "metrics.jsonl"
     atomic_write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
-    if state is not None:
-        _trim_metrics(metrics_path, search.step)
-    elif metrics_path.exists():
-        metrics_path.unlink()
+    restart_metrics(metrics_path, search.step if state is not None else None)
     run_search(search, out, metrics_path, progress=not args.no_progress)
     return 0
 

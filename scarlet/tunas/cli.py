@@ -29,7 +29,7 @@ from scarlet.decisions.concrete import canonical
 from scarlet.decisions.cost import DecisionCostModel
 from scarlet.decisions.evaluate import evaluate_archs
 from scarlet.errors import ArgumentParser, ScarletError, cli_main
-from scarlet.rundir import RunLock, output_dir, read_jsonl, require_files
+from scarlet.rundir import open_new, open_resumed, read_jsonl, restart_metrics
 from scarlet.tunas.cost import COST_SOURCES, MaddsCost, read_table
 from scarlet.tunas.latency import TUNAS_SPACES, measure_table, network_ms
 from scarlet.tunas.rewards import REWARDS
@@ -176,22 +176,11 @@ def main(argv=None) -> int:
 
 def _main(args, held: contextlib.ExitStack) -> int:
     if args.resume:
-        if args.config:
-            raise ScarletError("--config cannot be combined with --resume: the run continues with its saved "
-                               "configuration")
-        out = output_dir(DEFAULTS["out"] if args.out is None else args.out, create=False)
-        if not out.is_dir():
-            raise ScarletError(f"--resume: no checkpoint at {out / CHECKPOINT_NAME} (no such directory)")
-        held.enter_context(RunLock(out))
-        require_files(out, RUN_FILES)
+        out = open_resumed(DEFAULTS["out"] if args.out is None else args.out, bool(args.config), held, RUN_FILES)
         cfg, state = resumed_config(args, out)
     else:
         cfg = check_config(resolve(args, DEFAULTS, SCHEMA))
-        out = output_dir(cfg["out"])
-        held.enter_context(RunLock(out))
-        require_files(out, RUN_FILES)
-        if (out / CHECKPOINT_NAME).exists():
-            raise ScarletError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        out = open_new(cfg["out"], held, RUN_FILES)
         state = None
     device = resolve_device(cfg["device"])
     data = load_dataset(cfg["dataset"], cfg["resolution"])
@@ -205,11 +194,7 @@ def _main(args, held: contextlib.ExitStack) -> int:
     metrics_path = out / "metrics.jsonl"
     if state is not None:
         search.load(state)
-        records = [r for r in read_jsonl(metrics_path) if r.get("step", 0) <= search.step] \
-            if metrics_path.exists() else []
-        atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in records))
-    elif metrics_path.exists():
-        metrics_path.unlink()
+    restart_metrics(metrics_path, search.step if state is not None else None)
     atomic_write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
     unit = getattr(cost, "unit", "")
     print(f"TuNAS on {cfg['space']} (width {cfg['width']}), {data.name} {cfg['resolution']}px: steps "

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from scarlet.optim import RMSpropTF
-from hardening_cases import STANDALONE, DiskFull, error_line, same_weights, weights
+from hardening_cases import STANDALONE, DiskFull, error_line, same_weights
 
 from scarlet.rundir import RunLock
 from scarlet.train import main as train_main
