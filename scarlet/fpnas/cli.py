@@ -31,7 +31,8 @@ SCHEDULES = ("mixed", "factorized", "joint")
 
 DEFAULTS = {
     "space": "fbnetv2-f", "width": 0.25, "divisor": 2, "resolution": 32, "dataset": "digits",
-    "depthwise": "separate", "supernet_init": "independent", "epochs": 6.0, "max_steps": None, "batch_size": 32, "lr": 0.01, "momentum": 0.9,
+    "depthwise": "separate", "supernet_init": "independent",
+    "epochs": 6.0, "max_steps": None, "batch_size": 32, "lr": 0.01, "momentum": 0.9,
     "weight_decay": 4e-5, "weight_decay_on": "weights", "warmup_epochs": 1.0, "distribution": "mixed",
     "theta": 3.0, "lam": 0.25, "fixed_k": None, "alpha_lr": 0.016, "beta": 0.3, "flops_target": None,
     "likelihood": "sum", "weighting": "importance", "seed": 0, "out": "runs/fpnas", "device": "cpu",

@@ -49,7 +49,8 @@ DEFAULTS = {
 FRACTION = Float(0, 1)
 SCHEMA = {
     "space": Choice(*TUNAS_SPACES), "width": Float(0, 8, lo_open=True), "divisor": Int(1, 64), "dataset": Str(),
-    "supernet_init": Choice(*INIT_MODES), "resolution": Int(8, 1024), "steps": Int(1, 10**9), "stop_after": Int(1, 10**9, none=True),
+    "supernet_init": Choice(*INIT_MODES),
+    "resolution": Int(8, 1024), "steps": Int(1, 10**9), "stop_after": Int(1, 10**9, none=True),
     "archs_per_step": Int(1, 1024), "batch_size": Int(1, 1 << 16), "reward_batch_size": Int(1, 1 << 16),
     "reward_fraction": Float(0, 1, lo_open=True, hi_open=True), "lr": Float(0, 100, lo_open=True, none=True),
     "lr_warmup": FRACTION, "weight_decay": Float(0, 1), "label_smoothing": Float(0, 1, hi_open=True),
