@@ -127,7 +127,8 @@ def main() -> None:
         "space": SPACE, "width": WIDTH, "resolution": RES, "dataset": "digits (1437 train: 1150 weights / 287 "
         "reward-heldout; 360 test)", "target_ms": target, "cost": "latency table (min statistic), ms",
         "search": {k: config[k] for k in ("steps", "archs_per_step", "batch_size", "reward_batch_size", "lr",
-                                          "rl_lr", "beta", "reward", "filter_warmup", "op_warmup", "rl_delay")},
+                                          "rl_lr", "beta", "reward", "filter_warmup", "op_warmup", "rl_delay",
+                                          "supernet_init")},
         "recipe": recipe.as_dict(),
         "equal_cost": {"tunas_image_equivalents": images, "random_candidates": m,
                        "random_window": args.window, "random_draws": draws,

@@ -18,6 +18,23 @@ Each layer holds its weights once, at the widest width any architecture can give
   projection (its own widest weights, sliced);
 - the block-level filters decision gives every layer of a block the same output width.
 
+Initialisation (``init``): ``independent`` draws every tensor on its own (He-normal fan-out per group, as
+``scarlet.blocks.init_weights``); neither TuNAS nor FP-NAS specifies more. ``one-function`` then makes every choice
+of a layer start as the same function, as the FairNAS/SCARLET supernet does (issue 9, LEARNING.md): without it a
+path through several shape-changing layers with random choices is a different random network at every step and
+training stalls at chance (TuNAS proxylessnas, width 0.25, digits: loss 2.6 after 40 random-path steps, 1.3 with
+it; a fixed path reaches 0.8). It sets, after the independent draw:
+
+- larger depthwise (and stem) kernels = the smallest kernel's weights at the centre, zero outer taps (per kernel
+  in ``separate`` mode; in ``centre-crop`` mode the taps outside the smallest kernel are zeroed);
+- the projection columns of hidden channels beyond the smallest expansion zero, so every expansion starts equal;
+- the squeeze-and-excitation / split-attention expand conv zero: a constant gate, which the BN after the
+  projection normalises away, so attention on and off start equal (up to BN's eps);
+- the last BN scale of layers that always have a shortcut zero (the residual branch starts as the identity).
+
+Kernel 0 (FBNet's skip or 1x1 projection) and the activation choice cannot be made the same function; FBNet
+spaces with random skips at their stride-2 layers still stall at width 0.25 (measured; see the report).
+
 ``forward(x, arch)`` runs one path; ``standalone_state_dict(arch)`` gives the sliced weights under the standalone
 network's names, and ``build_standalone(arch)`` the standalone network with them copied in. Both run
 ``ops.layer_forward``, so a path equals its standalone network (tested in float64).
@@ -36,6 +53,7 @@ from scarlet.decisions.standalone import Attention, DecisionStandaloneNet, batch
 from scarlet.errors import ScarletError
 
 DEPTHWISE_MODES = ("separate", "centre-crop")
+INIT_MODES = ("independent", "one-function")
 
 
 def _bn_slice(bn: nn.BatchNorm2d, prefix: str, n: int) -> dict[str, Tensor]:
@@ -53,6 +71,7 @@ class _Kernels(nn.Module):
     def __init__(self, channels: int, multiplier: int, kernels, mode: str):
         super().__init__()
         self.mode = mode
+        self.kernels = tuple(sorted(kernels))
         kept = [max(kernels)] if mode == "centre-crop" else sorted(kernels)
         self.convs = nn.ModuleDict({str(k): conv2d(channels, channels * multiplier, k, groups=channels) for k in kept})
         self.bns = nn.ModuleDict({str(k): batch_norm2d(channels * multiplier) for k in kept})
@@ -68,6 +87,36 @@ class _Kernels(nn.Module):
     def bn(self, kernel: int) -> nn.BatchNorm2d:
         return self.bns[self._key(kernel)]
 
+    def start_as_smallest(self) -> None:
+        """Every kernel size computes what the smallest one does (the one-function init)."""
+        if self.mode == "separate":
+            centre_pad_kernels(self.convs)
+        else:
+            conv = next(iter(self.convs.values()))
+            _zero_outside(conv.weight, min(self.kernels))
+
+
+@torch.no_grad()
+def _zero_outside(weight: Tensor, kernel: int) -> None:
+    """Zero the taps of a k x k weight outside its centred ``kernel`` x ``kernel`` window."""
+    k = weight.shape[-1]
+    o = (k - kernel) // 2
+    keep = torch.zeros_like(weight)
+    keep[..., o:o + kernel, o:o + kernel] = 1
+    weight.mul_(keep)
+
+
+@torch.no_grad()
+def centre_pad_kernels(convs: nn.ModuleDict) -> None:
+    """Convs keyed by kernel size: each larger one becomes the smallest one's weights centred in zeros."""
+    sizes = sorted(int(k) for k in convs)
+    small = convs[str(sizes[0])].weight
+    for k in sizes[1:]:
+        w = convs[str(k)].weight
+        o = (k - sizes[0]) // 2
+        w.zero_()
+        w[:, :, o:o + sizes[0], o:o + sizes[0]].copy_(small)
+
 
 class _InvertedBottleneckWeights(nn.Module):
     """Widest weights of one inverted bottleneck; ``splits`` > 1 lays depthwise outputs out as (channel, split)."""
@@ -79,6 +128,15 @@ class _InvertedBottleneckWeights(nn.Module):
         self.dw = _Kernels(hidden, splits, kernels, mode)
         self.att = Attention(hidden, reduced, splits) if reduced else None
         self.project, self.bn3 = conv2d(hidden, c_out), batch_norm2d(c_out)
+
+    @torch.no_grad()
+    def start_as_one_function(self, smallest_hidden: int, residual: bool) -> None:
+        self.dw.start_as_smallest()
+        self.project.weight[:, smallest_hidden:] = 0
+        if self.att is not None:
+            nn.init.zeros_(self.att.expand.weight)
+        if residual:
+            nn.init.zeros_(self.bn3.weight)
 
     def _split(self, t: Tensor, h: int, r: int) -> Tensor:
         """Channels (g, m) with g < h, m < r of a tensor whose first dim is laid out (hidden, splits)."""
@@ -113,6 +171,7 @@ class SupernetLayer(nn.Module):
     def __init__(self, spec: LayerSpec, space: Space, widths_in: set[int], depthwise: str):
         super().__init__()
         self.spec = spec
+        self.widths_in = tuple(sorted(widths_in))
         c_in, f = max(widths_in), max(spec.choices("filters"))
         kernels = [k for k in spec.choices("kernel") if k]
         if spec.kind in ("conv", "conv_bias"):
@@ -136,6 +195,25 @@ class SupernetLayer(nn.Module):
                 self.proj, self.proj_bn = conv2d(c_in, f), batch_norm2d(f)
         else:
             raise ValueError(f"unknown layer kind {spec.kind!r}")
+
+    @torch.no_grad()
+    def start_as_one_function(self, space: Space) -> None:
+        """Every choice of this layer computes the same function (see the module docstring)."""
+        spec = self.spec
+        if spec.kind == "conv" and len(self.convs) > 1:
+            centre_pad_kernels(self.convs)
+        elif spec.kind == "sepconv":
+            self.dw.start_as_smallest()
+        elif spec.kind == "ib":
+            # the fewest hidden channels any path has; wider paths start with zero projection columns beyond it
+            smallest = min(scale_filters(c, e, space.divisor) for c in self.widths_in for e in
+                           spec.choices("expansion"))
+            # TuNAS: residual exactly on ResidualSpec layers; FBNet: stride 1 inside a block (one filters decision
+            # per block), while a block's first layer has a shortcut only on some paths
+            always_residual = spec.residual or (space.family == "fbnet" and spec.stride == 1 and not spec.first)
+            for ib in (self.plain, self.split):
+                if ib is not None:
+                    ib.start_as_one_function(smallest, always_residual)
 
     def _ib(self, c: ConcreteLayer) -> _InvertedBottleneckWeights:
         return self.split if c.attention > 1 else self.plain
@@ -162,10 +240,13 @@ class SupernetLayer(nn.Module):
 class DecisionSupernet(nn.Module):
     """Masked weight-sharing supernet of a decision space (``space`` a name or a :class:`Space`)."""
 
-    def __init__(self, space: str | Space, num_classes: int = 1000, depthwise: str = "separate"):
+    def __init__(self, space: str | Space, num_classes: int = 1000, depthwise: str = "separate",
+                 init: str = "independent"):
         super().__init__()
         if depthwise not in DEPTHWISE_MODES:
             raise ScarletError(f"depthwise must be one of {', '.join(DEPTHWISE_MODES)}, got {depthwise!r}")
+        if init not in INIT_MODES:
+            raise ScarletError(f"supernet init must be one of {', '.join(INIT_MODES)}, got {init!r}")
         self.space = space = get_space(space)
         widths = {space.in_channels}
         layers = []
@@ -177,6 +258,9 @@ class DecisionSupernet(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.classifier = nn.Linear(max(widths), num_classes)
         init_weights(self)
+        if init == "one-function":
+            for layer in self.layers:
+                layer.start_as_one_function(space)
 
     def _path(self, arch, resolution: int) -> list[tuple[int, ConcreteLayer]]:
         return [(i, c) for i, c in enumerate(resolve(self.space, arch, resolution)) if c.kind != "identity"]

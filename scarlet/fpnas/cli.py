@@ -20,6 +20,7 @@ from pathlib import Path
 
 from scarlet.checkpoint import CHECKPOINT_NAME, atomic_write_text, save_checkpoint
 from scarlet.config import COUNT, SEED, Choice, Float, Int, Str, check_saved, describe, flag, resolve, resolve_device
+from scarlet.decisions.supernet import INIT_MODES
 from scarlet.errors import ArgumentParser, ScarletError, cli_main
 from scarlet.fpnas.gradient import LIKELIHOODS, WEIGHTINGS
 from scarlet.optim import DECAY_ON
@@ -30,7 +31,8 @@ SCHEDULES = ("mixed", "factorized", "joint")
 
 DEFAULTS = {
     "space": "fbnetv2-f", "width": 0.25, "divisor": 2, "resolution": 32, "dataset": "digits",
-    "depthwise": "separate", "epochs": 6.0, "max_steps": None, "batch_size": 32, "lr": 0.01, "momentum": 0.9,
+    "depthwise": "separate", "supernet_init": "independent",
+    "epochs": 6.0, "max_steps": None, "batch_size": 32, "lr": 0.01, "momentum": 0.9,
     "weight_decay": 4e-5, "weight_decay_on": "weights", "warmup_epochs": 1.0, "distribution": "mixed",
     "theta": 3.0, "lam": 0.25, "fixed_k": None, "alpha_lr": 0.016, "beta": 0.3, "flops_target": None,
     "likelihood": "sum", "weighting": "importance", "seed": 0, "out": "runs/fpnas", "device": "cpu",
@@ -40,6 +42,8 @@ HELP = {
     "space": "decision space", "width": "width multiplier of every filter value",
     "divisor": "channel rounding multiple", "resolution": "input resolution (px)",
     "dataset": "digits, cifar10:PATH or imagefolder:PATH", "depthwise": "kernels 3/5: separate weights or centre-crop",
+    "supernet_init": "independent or one-function (every choice of a layer starts as one function; it does not "
+    "help fbnetv2-f at width 0.25, whose kernel-0 skips at stride-2 layers cannot start as the block)",
     "epochs": "epochs over the weights' half of the training split", "max_steps": "stop after this many steps",
     "batch_size": "images per batch (both halves)", "lr": "SGD learning rate of the weights (cosine to 0)",
     "momentum": "SGD momentum", "weight_decay": "SGD weight decay", "weight_decay_on": "parameters decayed",
@@ -66,6 +70,7 @@ def fpnas_schema() -> dict:
     return {
         "space": Choice(*FPNAS_SPACES), "width": Float(0, 8, lo_open=True), "divisor": Int(1, 64),
         "resolution": Int(8, 4096), "dataset": Str(), "depthwise": Choice("separate", "centre-crop"),
+        "supernet_init": Choice(*INIT_MODES),
         "epochs": epochs, "max_steps": Int(1, COUNT, none=True), "batch_size": Int(1, 1 << 16),
         "lr": Float(0, 100, lo_open=True), "momentum": Float(0, 1, hi_open=True), "weight_decay": Float(0, 1),
         "weight_decay_on": Choice(*DECAY_ON), "warmup_epochs": Float(0, 100_000), "distribution": Choice(*SCHEDULES),

@@ -83,7 +83,8 @@ class Search:
         if cfg["flops_target"] is None:
             cfg["flops_target"] = derived_target(self.space, self.cost)
         torch.manual_seed(cfg["seed"])
-        self.model = DecisionSupernet(self.space, self.data.num_classes, cfg["depthwise"]).to(device)
+        self.model = DecisionSupernet(self.space, self.data.num_classes, cfg["depthwise"],
+                                      cfg.get("supernet_init", "independent")).to(device)
         self.optimizer = torch.optim.SGD(decay_groups(self.model, cfg["weight_decay"], cfg["weight_decay_on"]),
                                          lr=cfg["lr"], momentum=cfg["momentum"])
         self.dist = ArchDistribution.uniform(self.space, "joint" if cfg["distribution"] == "joint" else "factorized")

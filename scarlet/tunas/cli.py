@@ -33,10 +33,12 @@ from scarlet.rundir import open_new, open_resumed, read_jsonl, restart_metrics
 from scarlet.tunas.cost import COST_SOURCES, MaddsCost, read_table
 from scarlet.tunas.latency import TUNAS_SPACES, measure_table, network_ms
 from scarlet.tunas.rewards import REWARDS
+from scarlet.decisions.supernet import INIT_MODES
 from scarlet.tunas.trainer import Search, run_space
 
 DEFAULTS = {
     "space": "proxylessnas", "width": 0.25, "divisor": 8, "dataset": "digits", "resolution": 32,
+    "supernet_init": "one-function",
     "steps": 200, "stop_after": None, "archs_per_step": 4, "batch_size": 16, "reward_batch_size": 64,
     "reward_fraction": 0.2, "lr": None, "lr_warmup": 0.025, "weight_decay": 4e-5, "label_smoothing": 0.1,
     "rl_lr": 0.05, "rl_delay": 0.25, "filter_warmup": 0.25, "op_warmup": 0.25, "entropy_weight": 0.0,
@@ -47,6 +49,7 @@ DEFAULTS = {
 FRACTION = Float(0, 1)
 SCHEMA = {
     "space": Choice(*TUNAS_SPACES), "width": Float(0, 8, lo_open=True), "divisor": Int(1, 64), "dataset": Str(),
+    "supernet_init": Choice(*INIT_MODES),
     "resolution": Int(8, 1024), "steps": Int(1, 10**9), "stop_after": Int(1, 10**9, none=True),
     "archs_per_step": Int(1, 1024), "batch_size": Int(1, 1 << 16), "reward_batch_size": Int(1, 1 << 16),
     "reward_fraction": Float(0, 1, lo_open=True, hi_open=True), "lr": Float(0, 100, lo_open=True, none=True),
@@ -60,6 +63,8 @@ SCHEMA = {
 HELP = {
     "space": f"decision space: {', '.join(TUNAS_SPACES)}", "width": "width multiplier of the space",
     "divisor": "filters round to multiples of this", "dataset": "digits or cifar10:PATH (in memory)",
+    "supernet_init": "one-function (every choice of a layer starts as one function; without it the 0.25-width "
+    "digits supernet stalls at chance) or independent (every tensor drawn on its own, the papers' silence)",
     "resolution": "input resolution", "steps": "length of the search (all schedules)",
     "stop_after": "stop (with a checkpoint) after this many steps; --resume continues",
     "archs_per_step": "N architectures per step (TuNAS: 32, one per core)",

@@ -69,7 +69,9 @@ class Search:
         self.cfg, self.data, self.cost, self.device = cfg, data, cost, device
         self.space = run_space(cfg, data.in_channels)
         torch.manual_seed(cfg["seed"])
-        self.supernet = DecisionSupernet(self.space, data.num_classes).to(device)
+        # runs saved before the option existed used the independent init
+        init = cfg.get("supernet_init", "independent")
+        self.supernet = DecisionSupernet(self.space, data.num_classes, init=init).to(device)
         self.paths = WarmupPaths(self.supernet)
         self.policy = SpacePolicy(self.space).to(device)
         self.optimizer = RMSpropTF(decay_groups(self.supernet, cfg["weight_decay"], "conv"), lr=cfg["lr"],
