@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import statistics
 import sys
@@ -36,6 +35,7 @@ from scarlet import distributed  # noqa: E402
 from scarlet.executor import make_step  # noqa: E402
 from scarlet.samplers import FairSampler  # noqa: E402
 from scarlet.supernet import Supernet, SupernetConfig  # noqa: E402
+from benchmarks.machine import cpu_name  # noqa: E402
 
 SMALL = dict(space="scarlet-s2", width=0.25, resolution=32, stem_stride=2, in_channels=3, num_classes=10)
 
@@ -120,15 +120,6 @@ def full_size_bytes() -> list[dict]:
     return out
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores visible)"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -146,7 +137,7 @@ def main(argv=None):
                 if world not in best or r["step_s_median"] < best[world]["step_s_median"]:
                     best[world] = r
     report = {
-        "device": _cpu_name(), "device_type": "cpu", "backend": "gloo", "torch": torch.__version__,
+        "device": cpu_name(), "device_type": "cpu", "backend": "gloo", "torch": torch.__version__,
         "threads_per_rank": 1, "load_average_1min": os.getloadavg()[0], "model": SMALL, "rounds": rounds,
         "measured": [best[1], best[2]],
         "speedup_2_ranks": round(best[1]["step_s_median"] / best[2]["step_s_median"], 3),

@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -36,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import cpu_name  # noqa: E402
 from scarlet.arch import random_arch  # noqa: E402
 from scarlet.executor import choose_executor, evaluate_batched, evaluate_one_by_one, make_step  # noqa: E402
 from scarlet.samplers import FairSampler  # noqa: E402
@@ -131,15 +130,6 @@ def bench_eval(num_archs, cfg, device, batches, rounds):
             "speedup": round(times["one_by_one"] / times["batched"], 3),
             "same_accuracies": results["one_by_one"] == results["batched"]}
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores visible)"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # -- CPU: one worker process per configuration --------------------------------------------------------------
@@ -317,7 +307,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+    report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
               "device_type": device.type, "torch": torch.__version__, "threads": torch.get_num_threads(),
               "quick": args.quick}
     if device.type == "cpu":

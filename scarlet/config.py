@@ -150,7 +150,8 @@ def _train_schema() -> Schema:
         "arch": Str(none=True),
         "epochs": Int(1, 100_000), "max_steps": Int(1, COUNT, none=True), "batch_size": Int(1, 1 << 16),
         "lr": Float(0, 100, lo_open=True, none=True), "momentum": Float(0, 1, hi_open=True),
-        "weight_decay": Float(0, 1, none=True), "weight_decay_on": Choice(*DECAY_ON), "width": Float(0, 8, lo_open=True),
+        "weight_decay": Float(0, 1, none=True), "weight_decay_on": Choice(*DECAY_ON),
+        "width": Float(0, 8, lo_open=True),
         "resolution": Int(8, 4096, none=True), "stem_stride": Choice(1, 2),
         "dropout": Float(0, 1, hi_open=True, none=True),
         "dataset": Str(), "out": Str(), "seed": SEED, "device": Str(), "amp": Choice("none", "bf16"),
@@ -229,6 +230,22 @@ def _no_alias_loader():
             return super().compose_node(parent, index)
 
     return Loader
+
+
+def apply_resumed_flags(cfg: dict, args, defaults: dict, options: Schema, resumable, out) -> dict:
+    """A resumed run's configuration with the flags given again applied: each is checked like a new flag; those
+    in ``resumable`` replace the saved value, any other must equal it (else a one-line error)."""
+    for key, value in vars(args).items():
+        if value is None or key not in defaults:
+            continue
+        value = options[key].check(value, flag(key)) if key in options else value
+        if key in resumable:
+            cfg[key] = value
+        elif cfg.get(key) != value:
+            raise ScarletError(f"{flag(key)} {describe(value)} conflicts with the run in {out} "
+                               f"({key} = {describe(cfg.get(key))}); drop the flag or start a new --out")
+    cfg["out"] = str(out)
+    return cfg
 
 
 def read_config_file(path: str) -> dict:

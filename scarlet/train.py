@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from scarlet import distributed
 from scarlet.arch import NAMED_ARCHS, parse_arch
 from scarlet.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, save_checkpoint
-from scarlet.config import check_saved, describe, flag, resolve, schema
+from scarlet.config import apply_resumed_flags, check_saved, describe, resolve, schema
 from scarlet.cost import CostModel
 from scarlet.data import BatchStream, batches, load_dataset
 from scarlet.errors import ArgumentParser, ScarletError, cli_main, reason
@@ -332,17 +332,7 @@ def _resumed_config(args, out: Path) -> tuple[dict, dict]:
     for key in DERIVED:
         if cfg[key] is None:
             raise ScarletError(f"{source}: {key} is null")
-    for key, value in vars(args).items():
-        if value is None or key not in DEFAULTS:
-            continue
-        value = options[key].check(value, flag(key)) if key in options else value
-        if key in RESUMABLE:
-            cfg[key] = value
-        elif cfg.get(key) != value:
-            raise ScarletError(f"{flag(key)} {describe(value)} conflicts with the run in {out} "
-                               f"({key} = {describe(cfg.get(key))}); drop the flag or start a new --out")
-    cfg["out"] = str(out)
-    return cfg, state
+    return apply_resumed_flags(cfg, args, DEFAULTS, options, RESUMABLE, out), state
 
 
 RUN_FILES = (CHECKPOINT_NAME, "config.json", "metrics.jsonl", "summary.json")

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from scarlet.checkpoint import CHECKPOINT_NAME, atomic_write_text, save_checkpoint
-from scarlet.config import COUNT, SEED, Choice, Float, Int, Str, check_saved, describe, flag, resolve, resolve_device
+from scarlet.config import (COUNT, SEED, Choice, Float, Int, Str, apply_resumed_flags, check_saved, describe, flag,
+                            resolve, resolve_device)
 from scarlet.decisions.supernet import INIT_MODES
 from scarlet.errors import ArgumentParser, ScarletError, cli_main
 from scarlet.fpnas.gradient import LIKELIHOODS, WEIGHTINGS
@@ -113,17 +114,7 @@ def _resumed_config(args, out: Path) -> tuple[dict, dict]:
     cfg = check_saved(state.get("run_config"), options, DEFAULTS, source)
     if cfg["flops_target"] is None:
         raise ScarletError(f"{source}: flops_target is null")
-    for key, value in vars(args).items():
-        if value is None or key not in DEFAULTS:
-            continue
-        value = options[key].check(value, flag(key))
-        if key in RESUMABLE:
-            cfg[key] = value
-        elif cfg[key] != value:
-            raise ScarletError(f"{flag(key)} {describe(value)} conflicts with the run in {out} "
-                               f"({key} = {describe(cfg[key])}); drop the flag or start a new --out")
-    cfg["out"] = str(out)
-    return cfg, state
+    return apply_resumed_flags(cfg, args, DEFAULTS, options, RESUMABLE, out), state
 
 
 def load_search_checkpoint(path: Path) -> dict:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from scarlet.checkpoint import CHECKPOINT_NAME, atomic_write_text, save_checkpoint
-from scarlet.config import Choice, Float, Int, Str, check_saved, describe, flag, resolve, resolve_device
+from scarlet.config import Choice, Float, Int, Str, apply_resumed_flags, check_saved, flag, resolve, resolve_device
 from scarlet.data import batches, load_dataset
 from scarlet.decisions.arch import random_decision_arch
 from scarlet.decisions.concrete import canonical
@@ -157,16 +157,7 @@ def resumed_config(args, out: Path) -> tuple[dict, dict]:
     for key in ("lr", "target"):
         if cfg[key] is None:
             raise ScarletError(f"checkpoint {path}: run configuration: {key} is null")
-    for key, value in vars(args).items():
-        if value is None or key not in DEFAULTS:
-            continue
-        value = SCHEMA[key].check(value, flag(key))
-        if key in RESUMABLE:
-            cfg[key] = value
-        elif cfg[key] != value:
-            raise ScarletError(f"{flag(key)} {describe(value)} conflicts with the run in {out} ({key} = "
-                               f"{describe(cfg[key])}); drop the flag or start a new --out")
-    cfg["out"] = str(out)
+    apply_resumed_flags(cfg, args, DEFAULTS, SCHEMA, RESUMABLE, out)
     cfg["stop_after"] = None if args.stop_after is None else SCHEMA["stop_after"].check(args.stop_after,
                                                                                         "--stop-after")
     return cfg, state
